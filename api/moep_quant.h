@@ -1,14 +1,49 @@
 /*
  * moep low-precision formats: FP8 (E4M3, E5M2), FP4 E2M1 with MXFP4 / NVFP4
- * block scales. Bit-exact, round-to-nearest-even, saturating.
+ * block scales. Bit-exact, round-to-nearest-even (RNE), saturating.
  * Included by moep.h.
  *
- * E4M3 (OCP "fn"): bias 7, max 448, no Inf, NaN = 0x7F / 0xFF. Values beyond
- *   448 saturate to +-448; NaN input gives 0x7F (sign kept).
- * E5M2: bias 15, max 57344, Inf and NaN as IEEE; finite values beyond max
- *   saturate to +-57344; Inf saturates too (saturating mode); NaN -> 0x7F/0xFF.
- * E2M1: {0, 0.5, 1, 1.5, 2, 3, 4, 6} with sign; saturates at +-6; NaN -> error
- *   in the block quantizers (MOEP_ERR_NUMERIC).
+ * Scalars (the scalar functions never fail; they saturate as listed):
+ * E4M3 (OCP "fn"): bias 7, max 448, subnormals down to 2^-9, no Inf,
+ *   NaN = 0x7F / 0xFF. |x| > 448 (Inf included) saturates to +-448 (0x7E /
+ *   0xFE), so 464, the tie between 448 and 480, gives 448 as RNE does too.
+ *   NaN input -> 0x7F | sign. -0 -> 0x80.
+ * E5M2: bias 15, max 57344, subnormals down to 2^-16, Inf = 0x7C / 0xFC and
+ *   NaN = 0x7D..0x7F (| 0x80) as IEEE. Encoding saturates: finite overflow
+ *   and +-Inf give +-57344 (0x7B / 0xFB); NaN -> 0x7F | sign. Decoding gives
+ *   Inf / NaN for those codes.
+ * E2M1: {0, 0.5, 1, 1.5, 2, 3, 4, 6}, sign in bit 3, in the low nibble.
+ *   RNE with ties to the even code (0.25 -> 0, 0.75 -> 1, 2.5 -> 2, 5 -> 4);
+ *   |x| > 5 (Inf included) -> +-6. NaN -> +-0 (sign kept): E2M1 has no NaN.
+ *   moep_e2m1_to_f32 reads only the low nibble of `code`.
+ * E8M0: 2^(v-127), v = 0..254 (v = 0 is 2^-127), v = 0xFF is NaN.
+ *   moep_f32_to_e8m0(f) = floor(log2 f) + 127 (toward zero, as the MX shared
+ *   exponent), clamped to [0, 254]: +Inf -> 254, +-0 and f < 2^-126 -> 0;
+ *   NaN and negative f -> 0xFF.
+ *
+ * Block formats (layouts in moep_weight_stack_t, api/moep_compute.h). All
+ * arithmetic is f32, in the order written; decoders that want bit-identical
+ * results use compute/quant/quant_tables.h.
+ * FP8_E4M3 weights (DeepSeek-V3): one f32 scale per 128x128 block (partial at
+ *   the right / bottom edges): scale = amax / 448, 1 if that is 0 (all-zero
+ *   block); q = e4m3(x / scale); decode q * scale.
+ *   Error: |x - x'| <= max(2^-4 |x|, 2^-10 scale) (+ f32 rounding).
+ * MXFP4 (OCP MX v1.0): per 32 elements of a row, X = floor(log2 amax) - 2
+ *   clamped to [-127, 127] (amax < 2^-126 gives -127), scale code X + 127;
+ *   an all-zero block stores 127 (scale 1), like the "1 if zero" of the other
+ *   formats. q = e2m1(x * 2^-X) (exact scaling), decode e2m1 * 2^X.
+ *   x * 2^-X < 8, so values in (6, 8) * 2^X are clipped to 6 * 2^X.
+ *   Error: |x - x'| <= 2^X when |x| <= 6 * 2^X, else < 2 * 2^X <= amax / 2.
+ * NVFP4: global = amax_matrix / (448 * 6) per expert matrix, 1 if that is 0;
+ *   block scale s = e4m3(amax_block / 6 / global) per 16 elements of a row;
+ *   S = e4m3_to_f32(s) * global; q = e2m1(x / S), all codes 0 when S is 0
+ *   (block amax below ~2^-10 * 6 * global). Decode e2m1 * S.
+ *   Error: |x - x'| <= S (S > 0), else |x - x'| = |x| <= 2^-10 * 6 * global.
+ * FP8 activations (1x128): as FP8 weights with 1x128 blocks along H; the
+ *   last block of a row is partial when H % 128 != 0. Same error bound.
+ *
+ * Quantizers reject NaN/Inf anywhere in their input with MOEP_ERR_NUMERIC
+ * (naming the element) before writing any output.
  */
 #ifndef MOEP_QUANT_H
 #define MOEP_QUANT_H

@@ -1,0 +1,10 @@
+/* Runner for the quant layer's suites. */
+#include "quant_suites.h"
+
+int main(void) {
+    Suite *suites[] = {
+        moep_check_fp8_suite(),
+        moep_check_fp4_suite(),
+    };
+    return test_run_suites(suites, (int)(sizeof suites / sizeof suites[0]));
+}
