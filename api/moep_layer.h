@@ -59,6 +59,7 @@ typedef struct moep_layer_timings {
     int64_t expert_counts_max;  /* load of the busiest global expert this call */
     double expert_imbalance;    /* max / mean over global experts */
     uint64_t bytes_sent;        /* dispatch + combine wire bytes of this rank */
+    int64_t expert_rows;        /* (token, expert) pairs this rank's experts computed */
 } moep_layer_timings_t;
 
 /*
@@ -71,6 +72,12 @@ typedef struct moep_layer_timings {
 MOEP_API moep_status_t moep_layer_forward(moep_layer_t *layer, const moep_tensor_t *x,
                                           const moep_tensor_t *token_ids, moep_tensor_t *y,
                                           moep_layer_timings_t *timings);
+
+/* Routing of the last forward on this rank: topk_idx [T, k] i32 (global
+ * expert ids) and topk_weights [T, k] f32, views valid until the next
+ * forward. For checking a layer against a reference, and for load statistics. */
+MOEP_API moep_status_t moep_layer_last_routing(const moep_layer_t *layer, moep_tensor_t *topk_idx,
+                                               moep_tensor_t *topk_weights);
 
 #ifdef __cplusplus
 }

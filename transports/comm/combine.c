@@ -1,0 +1,136 @@
+/*
+ * Combine: every rank reduces, for each token it received, the weighted sum
+ * of its local experts' outputs (f32), sends that one partial row back to the
+ * token's home rank, and the home rank adds the partials of all ranks in
+ * rank order (deterministic) in f32.
+ */
+#include <omp.h>
+#include <string.h>
+#include <stdlib.h>
+
+#include "comm_internal.h"
+#include "wire.h"
+
+static const char *const FN = "moep_combine";
+
+moep_status_t moep_combine_params_init(moep_combine_params_t *p) {
+    MOEP_CHECK_ARG("moep_combine_params_init", p);
+    memset(p, 0, sizeof *p);
+    p->struct_size = sizeof *p;
+    return MOEP_OK;
+}
+
+static moep_status_t check_inputs(const moep_handle_t *h, const moep_combine_params_t *p) {
+    const int64_t y_shape[2] = {h->num_expert_rows, h->hidden};
+    const int64_t o_shape[2] = {h->num_tokens, h->hidden};
+    MOEP_TRY(moep__check_tensor(FN, "expert_y", p->expert_y, 2, MOEP_ANY, y_shape));
+    MOEP_TRY(moep__check_tensor(FN, "out", p->out, 2, MOEP_ANY, o_shape));
+    moep_dtype_t yt = p->expert_y->dtype, ot = p->out->dtype;
+    if ((yt != MOEP_DTYPE_F32 && yt != MOEP_DTYPE_BF16) || (ot != MOEP_DTYPE_F32 && ot != MOEP_DTYPE_BF16))
+        return moep__fail(MOEP_ERR_SHAPE, "%s: expert_y (%s) and out (%s) must be f32 or bf16", FN,
+                          moep_dtype_name(yt), moep_dtype_name(ot));
+    return MOEP_OK;
+}
+
+/* Partial sums of received tokens, in receive order (grouped by home rank). */
+static void reduce_local(const moep_handle_t *h, const moep_tensor_t *y, size_t row_bytes) {
+    int32_t H = h->hidden, k = h->top_k;
+    moep_dtype_t yt = y->dtype;
+    size_t y_row = (size_t)H * moep__dtype_size(yt);
+#pragma omp parallel
+    {
+        float *acc = h->scratch + (size_t)omp_get_thread_num() * 2 * (size_t)H;
+        float *tmp = acc + H;
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < h->num_recv; i++) {
+            memset(acc, 0, (size_t)H * sizeof(float));
+            for (int32_t j = 0; j < k; j++) {
+                int64_t row = h->slot_expert_row[(size_t)i * k + j];
+                if (row < 0) continue;
+                float w = h->recv_weight[(size_t)i * k + j];
+                const float *src = tmp;
+                if (yt == MOEP_DTYPE_F32)
+                    src = (const float *)((const uint8_t *)y->data + (size_t)row * y_row);
+                else
+                    moep__row_to_f32((const uint8_t *)y->data + (size_t)row * y_row, yt, H, tmp);
+                for (int32_t d = 0; d < H; d++) acc[d] += w * src[d];
+            }
+            moep__row_from_f32(acc, H, yt, (uint8_t *)h->send_buf + (size_t)i * row_bytes);
+        }
+    }
+}
+
+/* out[t] = (accumulate ? out[t] : 0) + sum over ranks of the partials, rank order. */
+static void reduce_home(const moep_handle_t *h, moep_dtype_t wire, moep_tensor_t *out,
+                        bool accumulate, size_t row_bytes) {
+    int32_t H = h->hidden, R = h->comm->world_size;
+    const moep_layout_t *lay = h->layout;
+    size_t o_row = (size_t)H * moep__dtype_size(out->dtype);
+#pragma omp parallel
+    {
+        float *acc = h->scratch + (size_t)omp_get_thread_num() * 2 * (size_t)H;
+        float *tmp = acc + H;
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < h->num_tokens; t++) {
+            uint8_t *dst = (uint8_t *)out->data + (size_t)t * o_row;
+            if (accumulate)
+                moep__row_to_f32(dst, out->dtype, H, acc);
+            else
+                memset(acc, 0, (size_t)H * sizeof(float));
+            for (int32_t r = 0; r < R; r++) {
+                int32_t slot = lay->token_rank_slot[(size_t)t * R + r];
+                if (slot < 0) continue;
+                moep__row_to_f32((const uint8_t *)h->recv_buf + (size_t)slot * row_bytes, wire, H, tmp);
+                for (int32_t d = 0; d < H; d++) acc[d] += tmp[d];
+            }
+            moep__row_from_f32(acc, H, out->dtype, dst);
+        }
+    }
+}
+
+moep_status_t moep_combine(moep_comm_t *c, const moep_combine_params_t *params, moep_handle_t *h) {
+    MOEP_TRY(moep__comm_check_usable(c, FN));
+    MOEP_CHECK_ARG(FN, h);
+    if (h->comm != c || h->layout == NULL)
+        return moep__fail(MOEP_ERR_INVALID_USAGE,
+                          "%s: handle has no completed dispatch on this communicator", FN);
+    moep_combine_params_t p;
+    moep_combine_params_init(&p);
+    MOEP_TRY(moep__load_versioned(FN, &p, sizeof p, params));
+    MOEP_TRY(check_inputs(h, &p));
+
+    moep_dtype_t wire = p.expert_y->dtype; /* partials travel in the experts' dtype */
+    size_t row_bytes = (size_t)h->hidden * moep__dtype_size(wire);
+    int32_t R = c->world_size;
+    c->seq++;
+    size_t scratch = 2 * (size_t)h->hidden * (size_t)omp_get_max_threads() * sizeof(float);
+    moep_status_t st = moep__buf_reserve(FN, (void **)&h->scratch, &h->scratch_cap, scratch);
+    if (st == MOEP_OK)
+        st = moep__buf_reserve(FN, &h->send_buf, &h->send_cap, (size_t)h->num_recv * row_bytes);
+    if (st == MOEP_OK)
+        st = moep__buf_reserve(FN, &h->recv_buf, &h->recv_cap,
+                               (size_t)h->layout->num_slots * row_bytes);
+    size_t *soff = calloc((size_t)R, sizeof(size_t)), *slen = calloc((size_t)R, sizeof(size_t));
+    size_t *roff = calloc((size_t)R, sizeof(size_t)), *rlen = calloc((size_t)R, sizeof(size_t));
+    if (st == MOEP_OK && (!soff || !slen || !roff || !rlen))
+        st = moep__fail(MOEP_ERR_NO_MEMORY, "%s: oom", FN);
+    if (st != MOEP_OK) {
+        c->broken = true; /* peers are about to send to us */
+    } else {
+        reduce_local(h, p.expert_y, row_bytes);
+        for (int32_t r = 0; r < R; r++) {
+            soff[r] = (size_t)h->recv_offset[r] * row_bytes;
+            slen[r] = (size_t)h->recv_count[r] * row_bytes;
+            roff[r] = (size_t)h->layout->rank_offset[r] * row_bytes;
+            rlen[r] = (size_t)h->send_count[r] * row_bytes;
+        }
+        st = moep__alltoallv(c, FN, moep__tag(c->seq, MOEP_TAG_COMBINE), h->send_buf, soff, slen,
+                             h->recv_buf, roff, rlen, &h->combine_wire_bytes);
+    }
+    if (st == MOEP_OK) reduce_home(h, wire, p.out, p.accumulate != 0, row_bytes);
+    free(soff);
+    free(slen);
+    free(roff);
+    free(rlen);
+    return st;
+}

@@ -1,0 +1,105 @@
+/* Internal state of a communicator and of a dispatch handle. */
+#ifndef MOEP_COMM_INTERNAL_H
+#define MOEP_COMM_INTERNAL_H
+
+#include <stdbool.h>
+
+#include "moep_internal.h"
+#include "moep_transport.h"
+
+struct moep_comm {
+    int32_t rank;
+    int32_t world_size;
+    int32_t num_experts;
+    int32_t *expert_rank;      /* [E] */
+    int32_t *global_to_local;  /* [E] local id on this rank, -1 elsewhere */
+    int32_t num_local_experts;
+    int32_t *local_experts;    /* [L] global ids */
+    int32_t timeout_ms;
+    const moep_transport_t *vt;
+    void *tctx;
+    uint64_t seq;              /* collective-call counter, equal on every rank */
+    bool broken;               /* a collective failed half-way: only destroy is valid */
+    char last_error[512];
+};
+
+/* Record an error on the comm (and the thread); returns s. */
+moep_status_t moep__comm_fail(moep_comm_t *c, moep_status_t s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Refuse to run a collective on a communicator that failed earlier. */
+moep_status_t moep__comm_check_usable(moep_comm_t *c, const char *fn);
+
+/* Tags: one sequence number per collective call, a kind in the low byte. */
+enum { MOEP_TAG_COUNTS = 1, MOEP_TAG_DISPATCH = 2, MOEP_TAG_COMBINE = 3 };
+static inline uint64_t moep__tag(uint64_t seq, int kind) {
+    return ((seq & 0xffffffffffull) << 8) | (uint64_t)kind;
+}
+
+/*
+ * One all-to-all-v step: send send_bytes[r] from send_buf + send_off[r] to
+ * every peer r != rank and receive recv_bytes[r] into recv_buf + recv_off[r];
+ * the self block is copied. Waits for completion or the comm's timeout.
+ * *wire_bytes_p (may be NULL) gets the bytes sent to other ranks.
+ */
+moep_status_t moep__alltoallv(moep_comm_t *c, const char *fn, uint64_t tag,
+                              const uint8_t *send_buf, const size_t *send_off,
+                              const size_t *send_bytes, uint8_t *recv_buf, const size_t *recv_off,
+                              const size_t *recv_bytes, uint64_t *wire_bytes_p);
+
+/* Grow a 64-byte-aligned buffer to at least `need` bytes (contents dropped). */
+moep_status_t moep__buf_reserve(const char *fn, void **buf, size_t *cap, size_t need);
+
+/* Per-peer header sent before every fresh dispatch: lets every rank check
+ * that all ranks agree on the call's shape, and learn its receive counts. */
+typedef struct moep_dispatch_header {
+    uint32_t magic;
+    uint32_t version;
+    int32_t hidden;
+    int32_t top_k;
+    int32_t dtype;
+    int32_t wire_dtype;
+    int32_t status;     /* the sender's local result: non-OK stops every rank */
+    int32_t reserved;
+    int64_t num_tokens; /* tokens the sender sends to the receiver */
+} moep_dispatch_header_t;
+
+#define MOEP_DISPATCH_MAGIC 0x4d4f4550u /* "MOEP" */
+#define MOEP_DISPATCH_VERSION 1u
+
+struct moep_handle {
+    moep_comm_t *comm;
+    moep_layout_t *layout;
+    int64_t num_tokens;
+    int32_t hidden, top_k;
+    moep_dtype_t dtype, wire_dtype;
+    int32_t alignment;
+    size_t wire_row_bytes; /* x row on the wire (FP8: values + scales) */
+    size_t meta_row_bytes; /* ids + weights, sent with fresh dispatches only */
+    /* per peer, in tokens */
+    int64_t *send_count, *recv_count, *recv_offset; /* [R], [R], [R+1] */
+    int64_t num_recv;
+    /* received tokens */
+    void *recv_x;
+    size_t recv_x_cap;
+    int32_t *recv_local_idx; /* [num_recv, k] */
+    float *recv_weight;      /* [num_recv, k] */
+    int32_t *recv_src;       /* [num_recv] */
+    size_t recv_meta_cap;
+    /* expert-major */
+    int64_t *tokens_per_local_expert; /* [L] */
+    int64_t *expert_offset;           /* [L+1] */
+    int64_t num_expert_rows;
+    void *expert_x;
+    size_t expert_x_cap;
+    int64_t *slot_expert_row; /* [num_recv, k] -> expert-major row, -1 = not ours */
+    size_t slot_row_cap;
+    /* staging buffers */
+    void *send_buf, *recv_buf;
+    size_t send_cap, recv_cap;
+    float *scratch; /* per-thread f32 rows */
+    size_t scratch_cap;
+    uint64_t dispatch_wire_bytes, combine_wire_bytes;
+};
+
+#endif

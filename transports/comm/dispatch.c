@@ -1,0 +1,386 @@
+/*
+ * Dispatch: send each token once to every rank holding one of its experts,
+ * then lay the received tokens out expert-major for the grouped FFN.
+ *
+ * Fresh dispatch:  layout -> per-peer headers (counts + shape check) ->
+ *                  payload (x row on the wire + global ids + weights).
+ * Cached dispatch: payload of x rows only, counts and ids from the handle.
+ */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm_internal.h"
+#include "wire.h"
+
+static const char *const FN = "moep_dispatch";
+
+moep_status_t moep__handle_create(moep_comm_t *c, moep_handle_t **h_p);
+
+moep_status_t moep_dispatch_params_init(moep_dispatch_params_t *p) {
+    MOEP_CHECK_ARG("moep_dispatch_params_init", p);
+    memset(p, 0, sizeof *p);
+    p->struct_size = sizeof *p;
+    p->expert_alignment = 1;
+    return MOEP_OK;
+}
+
+static moep_status_t check_wire(moep_dtype_t x, moep_dtype_t *wire) {
+    if (*wire == 0 || *wire == x) {
+        *wire = x;
+        return MOEP_OK;
+    }
+    if (*wire == MOEP_DTYPE_BF16 || *wire == MOEP_DTYPE_FP8_E4M3) return MOEP_OK;
+    return moep__fail(MOEP_ERR_UNSUPPORTED, "%s: wire dtype %s with x %s is not supported", FN,
+                      moep_dtype_name(*wire), moep_dtype_name(x));
+}
+
+static moep_status_t check_inputs(const moep_comm_t *c, const moep_dispatch_params_t *p,
+                                  bool reuse) {
+    const int64_t any2[2] = {MOEP_ANY, MOEP_ANY};
+    MOEP_TRY(moep__check_tensor(FN, "x", p->x, 2, MOEP_ANY, any2));
+    if (p->x->dtype != MOEP_DTYPE_F32 && p->x->dtype != MOEP_DTYPE_BF16)
+        return moep__fail(MOEP_ERR_SHAPE, "%s: x must be f32 or bf16, got %s", FN,
+                          moep_dtype_name(p->x->dtype));
+    if (p->x->shape[1] <= 0 || p->x->shape[1] > (1 << 24))
+        return moep__fail(MOEP_ERR_SHAPE, "%s: hidden size %lld out of range", FN,
+                          (long long)p->x->shape[1]);
+    if (p->x->shape[0] > INT32_MAX)
+        return moep__fail(MOEP_ERR_SHAPE, "%s: too many tokens", FN);
+    if (p->expert_alignment < 1 || p->expert_alignment > 4096)
+        return moep__fail(MOEP_ERR_INVALID_ARG, "%s: expert_alignment %d outside [1, 4096]", FN,
+                          p->expert_alignment);
+    if (reuse) return MOEP_OK;
+    const int64_t idx_shape[2] = {p->x->shape[0], MOEP_ANY};
+    MOEP_TRY(moep__check_tensor(FN, "topk_idx", p->topk_idx, 2, MOEP_DTYPE_I32, idx_shape));
+    int64_t k = p->topk_idx->shape[1];
+    if (k <= 0 || k > c->num_experts)
+        return moep__fail(MOEP_ERR_SHAPE, "%s: top-k %lld outside [1, %d]", FN, (long long)k,
+                          c->num_experts);
+    const int64_t w_shape[2] = {p->x->shape[0], k};
+    return moep__check_tensor(FN, "topk_weights", p->topk_weights, 2, MOEP_DTYPE_F32, w_shape);
+}
+
+/* Every rank sends each peer a header; every rank checks all of them, so a
+ * disagreement fails on every rank with the same diagnosis. */
+static moep_status_t exchange_headers(moep_comm_t *c, moep_handle_t *h, moep_status_t local) {
+    int32_t R = c->world_size;
+    moep_dispatch_header_t *out = calloc((size_t)R, sizeof *out);
+    moep_dispatch_header_t *in = calloc((size_t)R, sizeof *in);
+    size_t *off = calloc((size_t)R, sizeof(size_t)), *len = calloc((size_t)R, sizeof(size_t));
+    moep_status_t st = MOEP_OK;
+    if (!out || !in || !off || !len) st = moep__comm_fail(c, MOEP_ERR_NO_MEMORY, "%s: oom", FN);
+    for (int32_t r = 0; st == MOEP_OK && r < R; r++) {
+        out[r] = (moep_dispatch_header_t){MOEP_DISPATCH_MAGIC, MOEP_DISPATCH_VERSION, h->hidden,
+                                          h->top_k, (int32_t)h->dtype, (int32_t)h->wire_dtype,
+                                          (int32_t)local, h->send_count[r]};
+        off[r] = (size_t)r * sizeof *out;
+        len[r] = sizeof *out;
+    }
+    if (st == MOEP_OK)
+        st = moep__alltoallv(c, FN, moep__tag(c->seq, MOEP_TAG_COUNTS), (const uint8_t *)out,
+                             off, len, (uint8_t *)in, off, len, NULL);
+    for (int32_t r = 0; st == MOEP_OK && r < R; r++) {
+        const moep_dispatch_header_t *m = &in[r];
+        if (m->magic != MOEP_DISPATCH_MAGIC || m->version != MOEP_DISPATCH_VERSION ||
+            m->num_tokens < 0 || m->num_tokens > INT32_MAX) {
+            st = moep__comm_fail(c, MOEP_ERR_PROTOCOL, "%s: malformed header from rank %d", FN, r);
+            c->broken = true;
+        } else if (local != MOEP_OK) {
+            st = local; /* our own failure; the message is already recorded */
+        } else if (m->status != MOEP_OK) {
+            st = moep__comm_fail(c, MOEP_ERR_REMOTE, "%s: rank %d failed this dispatch with %s",
+                                 FN, r, moep_status_name((moep_status_t)m->status));
+        } else if (m->hidden != h->hidden || m->top_k != h->top_k || m->dtype != (int32_t)h->dtype ||
+                   m->wire_dtype != (int32_t)h->wire_dtype) {
+            st = moep__comm_fail(c, MOEP_ERR_MISMATCH,
+                                 "%s: rank %d dispatches hidden=%d top_k=%d dtype=%s wire=%s, "
+                                 "rank %d hidden=%d top_k=%d dtype=%s wire=%s",
+                                 FN, r, m->hidden, m->top_k, moep_dtype_name(m->dtype),
+                                 moep_dtype_name(m->wire_dtype), c->rank, h->hidden, h->top_k,
+                                 moep_dtype_name(h->dtype), moep_dtype_name(h->wire_dtype));
+        } else {
+            h->recv_count[r] = m->num_tokens;
+        }
+    }
+    free(out);
+    free(in);
+    free(off);
+    free(len);
+    return st;
+}
+
+/* Local checks that need the data; a failure is still announced to the
+ * peers through the headers so that every rank stops at the same point. */
+static moep_status_t local_checks(moep_comm_t *c, moep_handle_t *h, const moep_dispatch_params_t *p) {
+    moep_status_t st = moep_layout_create(p->topk_idx, c->num_experts, c->world_size,
+                                          c->expert_rank, &h->layout);
+    if (st != MOEP_OK) return moep__comm_fail(c, st, "%s", moep_last_error());
+    if (h->wire_dtype == MOEP_DTYPE_FP8_E4M3) {
+        int64_t n = moep_tensor_numel(p->x);
+        for (int64_t i = 0; i < n; i++) {
+            float v = h->dtype == MOEP_DTYPE_F32 ? ((const float *)p->x->data)[i]
+                                                 : moep_bf16_to_f32(((const uint16_t *)p->x->data)[i]);
+            if (!isfinite(v))
+                return moep__comm_fail(c, MOEP_ERR_NUMERIC,
+                                       "%s: x[%lld, %lld] is not finite; FP8 wire needs finite input",
+                                       FN, (long long)(i / h->hidden), (long long)(i % h->hidden));
+        }
+    }
+    return MOEP_OK;
+}
+
+static moep_status_t prepare_fresh(moep_comm_t *c, moep_handle_t *h, const moep_dispatch_params_t *p) {
+    moep_layout_destroy(h->layout);
+    h->layout = NULL;
+    moep_status_t local = local_checks(c, h, p);
+    for (int32_t r = 0; r < c->world_size; r++)
+        h->send_count[r] = local == MOEP_OK ? h->layout->tokens_per_rank[r] : 0;
+    return exchange_headers(c, h, local);
+}
+
+/* Fill the send buffer: one row per (token, destination rank) slot. */
+static moep_status_t pack(moep_handle_t *h, const moep_dispatch_params_t *p, bool fresh,
+                          size_t row_bytes) {
+    const moep_layout_t *lay = h->layout;
+    const uint8_t *x = p->x->data;
+    size_t x_row = (size_t)h->hidden * moep__dtype_size(h->dtype);
+    size_t scratch_n = moep__wire_scratch(h->hidden);
+    moep_status_t st = MOEP_OK;
+#pragma omp parallel
+    {
+        float *scratch = h->scratch + (size_t)omp_get_thread_num() * scratch_n;
+#pragma omp for schedule(static)
+        for (int64_t s = 0; s < lay->num_slots; s++) {
+            int32_t t = lay->slot_token[s];
+            uint8_t *row = (uint8_t *)h->send_buf + (size_t)s * row_bytes;
+            moep_status_t rs = moep__wire_encode(x + (size_t)t * x_row, h->dtype, h->hidden,
+                                                 h->wire_dtype, row, scratch);
+            if (rs != MOEP_OK) {
+#pragma omp critical
+                st = rs;
+            }
+            if (fresh) {
+                size_t k4 = (size_t)h->top_k * 4;
+                memcpy(row + h->wire_row_bytes, (const int32_t *)p->topk_idx->data + (size_t)t * h->top_k, k4);
+                memcpy(row + h->wire_row_bytes + k4,
+                       (const float *)p->topk_weights->data + (size_t)t * h->top_k, k4);
+            }
+        }
+    }
+    return st;
+}
+
+/* Received rows -> recv_x (+ ids mapped to local experts, weights, source). */
+static void unpack(moep_comm_t *c, moep_handle_t *h, bool fresh, size_t row_bytes) {
+    size_t x_row = (size_t)h->hidden * moep__dtype_size(h->dtype);
+    size_t scratch_n = moep__wire_scratch(h->hidden);
+    int32_t k = h->top_k;
+#pragma omp parallel
+    {
+        float *scratch = h->scratch + (size_t)omp_get_thread_num() * scratch_n;
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < h->num_recv; i++) {
+            const uint8_t *row = (const uint8_t *)h->recv_buf + (size_t)i * row_bytes;
+            moep__wire_decode(row, h->wire_dtype, h->hidden, (uint8_t *)h->recv_x + (size_t)i * x_row,
+                              h->dtype, scratch);
+            if (!fresh) continue;
+            int32_t ids[k > 0 ? k : 1];
+            memcpy(ids, row + h->wire_row_bytes, (size_t)k * 4);
+            memcpy(h->recv_weight + (size_t)i * k, row + h->wire_row_bytes + (size_t)k * 4,
+                   (size_t)k * 4);
+            for (int32_t j = 0; j < k; j++) {
+                int32_t e = ids[j];
+                /* ids were range-checked by the sender's layout; re-check: the wire is input */
+                h->recv_local_idx[(size_t)i * k + j] =
+                    (e >= 0 && e < c->num_experts) ? c->global_to_local[e] : -1;
+            }
+        }
+    }
+    if (fresh) {
+        for (int32_t r = 0; r < c->world_size; r++)
+            for (int64_t i = h->recv_offset[r]; i < h->recv_offset[r + 1]; i++) h->recv_src[i] = r;
+    }
+}
+
+/* Expert-major row assignment: local expert l's tokens in receive order,
+ * each segment padded to the alignment. */
+static moep_status_t plan_expert_rows(moep_comm_t *c, moep_handle_t *h) {
+    int32_t L = c->num_local_experts, k = h->top_k;
+    memset(h->tokens_per_local_expert, 0, (size_t)(L + 1) * sizeof(int64_t));
+    for (int64_t s = 0; s < h->num_recv * k; s++) {
+        int32_t l = h->recv_local_idx[s];
+        if (l >= 0) h->tokens_per_local_expert[l]++;
+    }
+    h->expert_offset[0] = 0;
+    for (int32_t l = 0; l < L; l++) {
+        int64_t n = h->tokens_per_local_expert[l], a = h->alignment;
+        h->expert_offset[l + 1] = h->expert_offset[l] + (n + a - 1) / a * a;
+    }
+    h->num_expert_rows = h->expert_offset[L];
+    MOEP_TRY(moep__buf_reserve(FN, (void **)&h->slot_expert_row, &h->slot_row_cap,
+                               (size_t)(h->num_recv * k) * sizeof(int64_t)));
+    int64_t *cursor = calloc((size_t)L + 1, sizeof(int64_t));
+    if (cursor == NULL) return moep__fail(MOEP_ERR_NO_MEMORY, "%s: oom", FN);
+    memcpy(cursor, h->expert_offset, (size_t)L * sizeof(int64_t));
+    for (int64_t s = 0; s < h->num_recv * k; s++) {
+        int32_t l = h->recv_local_idx[s];
+        h->slot_expert_row[s] = l >= 0 ? cursor[l]++ : -1;
+    }
+    free(cursor);
+    return MOEP_OK;
+}
+
+static void fill_expert_x(moep_handle_t *h) {
+    size_t x_row = (size_t)h->hidden * moep__dtype_size(h->dtype);
+    int32_t k = h->top_k;
+    /* padding rows must read as zeros even when the buffer is recycled */
+    memset(h->expert_x, 0, (size_t)h->num_expert_rows * x_row);
+#pragma omp parallel for schedule(static)
+    for (int64_t s = 0; s < h->num_recv * k; s++) {
+        int64_t row = h->slot_expert_row[s];
+        if (row >= 0)
+            memcpy((uint8_t *)h->expert_x + (size_t)row * x_row,
+                   (const uint8_t *)h->recv_x + (size_t)(s / k) * x_row, x_row);
+    }
+}
+
+static moep_status_t reserve_buffers(moep_handle_t *h, bool fresh, size_t row_bytes) {
+    size_t x_row = (size_t)h->hidden * moep__dtype_size(h->dtype);
+    size_t nk = (size_t)(h->num_recv * h->top_k);
+    size_t scratch = moep__wire_scratch(h->hidden) * (size_t)omp_get_max_threads() * sizeof(float);
+    MOEP_TRY(moep__buf_reserve(FN, &h->send_buf, &h->send_cap,
+                               (size_t)h->layout->num_slots * row_bytes));
+    MOEP_TRY(moep__buf_reserve(FN, &h->recv_buf, &h->recv_cap, (size_t)h->num_recv * row_bytes));
+    MOEP_TRY(moep__buf_reserve(FN, &h->recv_x, &h->recv_x_cap, (size_t)h->num_recv * x_row));
+    MOEP_TRY(moep__buf_reserve(FN, (void **)&h->scratch, &h->scratch_cap, scratch));
+    if (fresh) {
+        /* ids, weights and sources share one capacity, sized for the largest */
+        size_t cap = h->recv_meta_cap;
+        MOEP_TRY(moep__buf_reserve(FN, (void **)&h->recv_local_idx, &cap, nk * 4));
+        cap = h->recv_meta_cap;
+        MOEP_TRY(moep__buf_reserve(FN, (void **)&h->recv_weight, &cap, nk * 4));
+        cap = h->recv_meta_cap;
+        MOEP_TRY(moep__buf_reserve(FN, (void **)&h->recv_src, &cap, nk * 4));
+        h->recv_meta_cap = cap;
+    }
+    return MOEP_OK;
+}
+
+static moep_status_t exchange_payload(moep_comm_t *c, moep_handle_t *h, size_t row_bytes) {
+    int32_t R = c->world_size;
+    size_t *soff = calloc((size_t)R, sizeof(size_t)), *slen = calloc((size_t)R, sizeof(size_t));
+    size_t *roff = calloc((size_t)R, sizeof(size_t)), *rlen = calloc((size_t)R, sizeof(size_t));
+    moep_status_t st = MOEP_OK;
+    if (!soff || !slen || !roff || !rlen) {
+        st = moep__comm_fail(c, MOEP_ERR_NO_MEMORY, "%s: oom", FN);
+    } else {
+        for (int32_t r = 0; r < R; r++) {
+            soff[r] = (size_t)h->layout->rank_offset[r] * row_bytes;
+            slen[r] = (size_t)h->send_count[r] * row_bytes;
+            roff[r] = (size_t)h->recv_offset[r] * row_bytes;
+            rlen[r] = (size_t)h->recv_count[r] * row_bytes;
+        }
+        st = moep__alltoallv(c, FN, moep__tag(c->seq, MOEP_TAG_DISPATCH), h->send_buf, soff, slen,
+                             h->recv_buf, roff, rlen, &h->dispatch_wire_bytes);
+    }
+    free(soff);
+    free(slen);
+    free(roff);
+    free(rlen);
+    return st;
+}
+
+static void fill_result(const moep_comm_t *c, const moep_handle_t *h, moep_dispatch_result_t *res) {
+    memset(res, 0, sizeof *res);
+    res->num_recv = h->num_recv;
+    res->recv_x = moep_tensor_2d(h->recv_x, h->dtype, h->num_recv, h->hidden);
+    res->recv_topk_idx = moep_tensor_2d(h->recv_local_idx, MOEP_DTYPE_I32, h->num_recv, h->top_k);
+    res->recv_topk_weights = moep_tensor_2d(h->recv_weight, MOEP_DTYPE_F32, h->num_recv, h->top_k);
+    res->recv_src_rank = h->recv_src;
+    res->num_local_experts = c->num_local_experts;
+    res->tokens_per_local_expert = h->tokens_per_local_expert;
+    res->expert_x = moep_tensor_2d(h->expert_x, h->dtype, h->num_expert_rows, h->hidden);
+    res->expert_offset = h->expert_offset;
+    res->num_expert_rows = h->num_expert_rows;
+}
+
+static moep_status_t validate_reuse(const moep_handle_t *h, const moep_dispatch_params_t *p,
+                                    moep_dtype_t wire) {
+    if (h == NULL || h->layout == NULL)
+        return moep__fail(MOEP_ERR_INVALID_USAGE,
+                          "%s: MOEP_DISPATCH_REUSE_LAYOUT needs a handle from an earlier dispatch", FN);
+    if (p->x->shape[0] != h->num_tokens || p->x->shape[1] != h->hidden || p->x->dtype != h->dtype ||
+        wire != h->wire_dtype || p->expert_alignment != h->alignment)
+        return moep__fail(MOEP_ERR_INVALID_USAGE,
+                          "%s: cached layout was made for T=%lld H=%d dtype=%s: x differs", FN,
+                          (long long)h->num_tokens, h->hidden, moep_dtype_name(h->dtype));
+    return MOEP_OK;
+}
+
+moep_status_t moep_dispatch(moep_comm_t *c, const moep_dispatch_params_t *params,
+                            moep_handle_t **handle_p, moep_dispatch_result_t *res) {
+    MOEP_TRY(moep__comm_check_usable(c, FN));
+    MOEP_CHECK_ARG(FN, handle_p);
+    MOEP_CHECK_ARG(FN, res);
+    moep_dispatch_params_t p;
+    moep_dispatch_params_init(&p);
+    MOEP_TRY(moep__load_versioned(FN, &p, sizeof p, params));
+    bool reuse = (p.flags & MOEP_DISPATCH_REUSE_LAYOUT) != 0;
+    MOEP_TRY(check_inputs(c, &p, reuse));
+    moep_dtype_t wire = p.wire_dtype;
+    MOEP_TRY(check_wire(p.x->dtype, &wire));
+    if (reuse) MOEP_TRY(validate_reuse(*handle_p, &p, wire));
+
+    moep_handle_t *h = *handle_p;
+    bool created = false;
+    if (h == NULL) {
+        MOEP_TRY(moep__handle_create(c, &h));
+        created = true;
+    } else if (h->comm != c) {
+        return moep__fail(MOEP_ERR_INVALID_USAGE, "%s: handle belongs to another communicator", FN);
+    }
+    c->seq++;
+    moep_status_t st = MOEP_OK;
+    if (!reuse) {
+        h->num_tokens = p.x->shape[0];
+        h->hidden = (int32_t)p.x->shape[1];
+        h->top_k = (int32_t)p.topk_idx->shape[1];
+        h->dtype = p.x->dtype;
+        h->wire_dtype = wire;
+        h->alignment = p.expert_alignment;
+        h->wire_row_bytes = moep__wire_row_bytes(wire, h->hidden);
+        h->meta_row_bytes = (size_t)h->top_k * 8;
+        st = prepare_fresh(c, h, &p);
+    }
+    size_t row_bytes = h->wire_row_bytes + (reuse ? 0 : h->meta_row_bytes);
+    if (st == MOEP_OK) {
+        h->recv_offset[0] = 0;
+        for (int32_t r = 0; r < c->world_size; r++)
+            h->recv_offset[r + 1] = h->recv_offset[r] + h->recv_count[r];
+        h->num_recv = h->recv_offset[c->world_size];
+        st = reserve_buffers(h, !reuse, row_bytes);
+        if (st == MOEP_OK) st = pack(h, &p, !reuse, row_bytes);
+        /* failing here, after the counts went out, leaves the peers waiting
+         * for a payload that will not come: the communicator is out of step */
+        if (st != MOEP_OK) c->broken = true;
+    }
+    if (st == MOEP_OK) st = exchange_payload(c, h, row_bytes);
+    if (st == MOEP_OK) {
+        unpack(c, h, !reuse, row_bytes);
+        if (!reuse) st = plan_expert_rows(c, h);
+    }
+    if (st == MOEP_OK)
+        st = moep__buf_reserve(FN, &h->expert_x, &h->expert_x_cap,
+                               (size_t)h->num_expert_rows * h->hidden * moep__dtype_size(h->dtype));
+    if (st != MOEP_OK) {
+        if (created) moep_handle_destroy(h);
+        else if (!reuse) { moep_layout_destroy(h->layout); h->layout = NULL; }
+        return st;
+    }
+    fill_expert_x(h);
+    fill_result(c, h, res);
+    *handle_p = h;
+    return MOEP_OK;
+}
