@@ -121,6 +121,7 @@ MOEP_API void moep_comm_destroy(moep_comm_t *comm);
 MOEP_API int32_t moep_comm_rank(const moep_comm_t *comm);
 MOEP_API int32_t moep_comm_world_size(const moep_comm_t *comm);
 MOEP_API const char *moep_comm_transport(const moep_comm_t *comm);
+MOEP_API int32_t moep_comm_num_experts(const moep_comm_t *comm);
 /* Experts held by this rank, in ascending global id; their local ids are 0..n-1. */
 MOEP_API int32_t moep_comm_num_local_experts(const moep_comm_t *comm);
 MOEP_API const int32_t *moep_comm_local_experts(const moep_comm_t *comm);
@@ -213,6 +214,22 @@ MOEP_API void moep_handle_bytes(const moep_handle_t *h, uint64_t *dispatch_sent,
                                 uint64_t *combine_sent);
 /* Release a handle; NULL is a no-op. */
 MOEP_API void moep_handle_destroy(moep_handle_t *h);
+
+/* ------------------------------------------------------------------ */
+/* Transport discovery (for `moep info`). */
+
+/* Number of transports moep knows, compiled in or not (nccl, ucx, libfabric, local). */
+MOEP_API int32_t moep_transport_count(void);
+/*
+ * Describe transport i (0 <= i < moep_transport_count(), priority order):
+ * its name, whether it is compiled in, and its probe result with the reason
+ * in `why` (e.g. "not compiled in (build with --config=cuda)"). compiled_p,
+ * probe_p and why may be NULL. Errors: MOEP_ERR_INVALID_ARG (name_p NULL),
+ * MOEP_ERR_OUT_OF_RANGE (i).
+ */
+MOEP_API moep_status_t moep_transport_describe(int32_t i, const char **name_p, int *compiled_p,
+                                               moep_status_t *probe_p, char *why,
+                                               size_t why_len);
 
 #ifdef __cplusplus
 }
