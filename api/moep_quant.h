@@ -38,7 +38,10 @@
  *   block scale s = e4m3(amax_block / 6 / global) per 16 elements of a row;
  *   S = e4m3_to_f32(s) * global; q = e2m1(x / S), all codes 0 when S is 0
  *   (block amax below ~2^-10 * 6 * global). Decode e2m1 * S.
- *   Error: |x - x'| <= S (S > 0), else |x - x'| = |x| <= 2^-10 * 6 * global.
+ *   Error: |x - x'| <= max(S, 6 * 2^-10 * global) (+ f32 rounding): S covers
+ *   rounding and the clipping when a normal scale rounded down; a subnormal
+ *   or zero scale may be 2^-10 short, so clipping then costs up to
+ *   6 * 2^-10 * global = amax_matrix * 2^-10 / 448.
  * FP8 activations (1x128): as FP8 weights with 1x128 blocks along H; the
  *   last block of a row is partial when H % 128 != 0. Same error bound.
  *

@@ -119,17 +119,16 @@ int64_t moep__first_nonfinite(const void *src, moep_dtype_t t, int64_t n);
  */
 moep_status_t moep__check_quant_src(const char *fn, const char *name, const moep_tensor_t *t);
 
-/* Weight stack kernels, one expert matrix [rows, cols] at a time (inputs valid). */
+/* Weight stack quantizers, one expert matrix [rows, cols] at a time (inputs
+ * valid and finite; src points at the matrix, elements of dtype t). */
 void moep__quant_fp8_weights(const void *src, moep_dtype_t t, int64_t rows, int64_t cols,
                              uint8_t *q, float *scales);
-void moep__dequant_fp8_weights(const uint8_t *q, const float *scales, int64_t rows, int64_t cols,
-                               void *dst, moep_dtype_t t);
 void moep__quant_mxfp4_weights(const void *src, moep_dtype_t t, int64_t rows, int64_t cols,
                                uint8_t *q, uint8_t *scales);
 void moep__quant_nvfp4_weights(const void *src, moep_dtype_t t, int64_t rows, int64_t cols,
                                uint8_t *q, uint8_t *scales, float *global);
-/* MXFP4 (global == NULL) or NVFP4 (global != NULL) to f32/bf16. */
-void moep__dequant_fp4_weights(const uint8_t *q, const uint8_t *scales, const float *global,
-                               int64_t rows, int64_t cols, void *dst, moep_dtype_t t);
+
+/* Parallelise loops over at least this many elements (OpenMP `if`). */
+#define MOEP__QUANT_PAR_MIN (1 << 16)
 
 #endif /* MOEP_QUANT_INTERNAL_H */
