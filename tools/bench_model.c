@@ -41,12 +41,12 @@ static moep_status_t store_stack(moep_weight_format_t f, int32_t E, int32_t rows
         }
         return MOEP_OK;
     }
-    MOEP_TRY(moep_weight_stack_bytes(f, E, rows, cols, &st->data_bytes, &st->scale_bytes));
+    BENCH_TRY(moep_weight_stack_bytes(f, E, rows, cols, &st->data_bytes, &st->scale_bytes));
     st->data = xcalloc(st->data_bytes);
     st->scales = xcalloc(st->scale_bytes);
     st->global_scale = calloc((size_t)E, sizeof(float));
     if (!st->data || !st->scales || !st->global_scale) return MOEP_ERR_NO_MEMORY;
-    MOEP_TRY(moep_quantize_weights(f, &src, st->data, st->scales, st->global_scale));
+    BENCH_TRY(moep_quantize_weights(f, &src, st->data, st->scales, st->global_scale));
     return moep_dequantize_weights(f, E, rows, cols, st->data, st->scales, st->global_scale, &src);
 }
 
@@ -118,9 +118,9 @@ moep_status_t bench_model_create(const bench_options_t *o, int32_t rank, int32_t
     fill_uniform(m->ref_w1, (int64_t)ne, sqrtf(3.0f / H), o->seed * 31 + 3);
     fill_uniform(m->ref_w3, (int64_t)ne, sqrtf(3.0f / H), o->seed * 31 + 4);
     fill_uniform(m->ref_w2, (int64_t)ne, sqrtf(3.0f / I), o->seed * 31 + 5);
-    MOEP_TRY(store_stack(o->weights, E, I, H, m->ref_w1, &m->w1));
-    MOEP_TRY(store_stack(o->weights, E, I, H, m->ref_w3, &m->w3));
-    MOEP_TRY(store_stack(o->weights, E, H, I, m->ref_w2, &m->w2));
+    BENCH_TRY(store_stack(o->weights, E, I, H, m->ref_w1, &m->w1));
+    BENCH_TRY(store_stack(o->weights, E, I, H, m->ref_w3, &m->w3));
+    BENCH_TRY(store_stack(o->weights, E, H, I, m->ref_w2, &m->w2));
     moep_expert_weights_init(&m->local);
     m->local.format = o->weights;
     m->local.num_experts = m->num_local;
@@ -129,7 +129,7 @@ moep_status_t bench_model_create(const bench_options_t *o, int32_t rank, int32_t
     m->local.w1 = local_slice(&m->w1, E, m->first_local);
     m->local.w3 = local_slice(&m->w3, E, m->first_local);
     m->local.w2 = local_slice(&m->w2, E, m->first_local);
-    if (o->shared_intermediate > 0) MOEP_TRY(make_shared(m));
+    if (o->shared_intermediate > 0) BENCH_TRY(make_shared(m));
     return MOEP_OK;
 }
 

@@ -6,6 +6,13 @@
 
 #include "moep.h"
 
+/* Return a failing status to the caller (tools use the public API only). */
+#define BENCH_TRY(expr)                          \
+    do {                                         \
+        moep_status_t bench_st_ = (expr);        \
+        if (bench_st_ != MOEP_OK) return bench_st_; \
+    } while (0)
+
 typedef struct bench_options {
     int32_t experts, top_k, n_group, topk_group;
     int32_t hidden, intermediate, shared_intermediate;

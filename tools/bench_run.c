@@ -43,12 +43,12 @@ static moep_status_t make_layer(const bench_options_t *o, const bench_model_t *m
     cfg.act_dtype = o->dtype;
     cfg.num_threads = o->threads;
     cfg.wire_dtype = o->wire;
-    MOEP_TRY(moep_layer_create(&cfg, comm, l_p));
+    BENCH_TRY(moep_layer_create(&cfg, comm, l_p));
     moep_tensor_t gate = moep_tensor_2d(m->gate, MOEP_DTYPE_F32, o->experts, o->hidden);
-    MOEP_TRY(moep_layer_set_gate(*l_p, &gate));
-    if (o->route == MOEP_ROUTE_SIGMOID_GROUPED) MOEP_TRY(moep_layer_set_bias(*l_p, m->bias));
-    MOEP_TRY(moep_layer_set_experts(*l_p, &m->local));
-    if (o->shared_intermediate > 0) MOEP_TRY(moep_layer_set_shared(*l_p, &m->shared));
+    BENCH_TRY(moep_layer_set_gate(*l_p, &gate));
+    if (o->route == MOEP_ROUTE_SIGMOID_GROUPED) BENCH_TRY(moep_layer_set_bias(*l_p, m->bias));
+    BENCH_TRY(moep_layer_set_experts(*l_p, &m->local));
+    if (o->shared_intermediate > 0) BENCH_TRY(moep_layer_set_shared(*l_p, &m->shared));
     return MOEP_OK;
 }
 

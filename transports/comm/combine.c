@@ -9,7 +9,7 @@
 #include <stdlib.h>
 
 #include "comm_internal.h"
-#include "wire.h"
+#include "act_wire.h"
 
 static const char *const FN = "moep_combine";
 

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "comm_internal.h"
-#include "wire.h"
+#include "act_wire.h"
 
 static const char *const FN = "moep_dispatch";
 
@@ -74,7 +74,7 @@ static moep_status_t exchange_headers(moep_comm_t *c, moep_handle_t *h, moep_sta
     for (int32_t r = 0; st == MOEP_OK && r < R; r++) {
         out[r] = (moep_dispatch_header_t){MOEP_DISPATCH_MAGIC, MOEP_DISPATCH_VERSION, h->hidden,
                                           h->top_k, (int32_t)h->dtype, (int32_t)h->wire_dtype,
-                                          (int32_t)local, h->send_count[r]};
+                                          (int32_t)local, 0, h->send_count[r]};
         off[r] = (size_t)r * sizeof *out;
         len[r] = sizeof *out;
     }
@@ -146,7 +146,7 @@ static moep_status_t pack(moep_handle_t *h, const moep_dispatch_params_t *p, boo
     const moep_layout_t *lay = h->layout;
     const uint8_t *x = p->x->data;
     size_t x_row = (size_t)h->hidden * moep__dtype_size(h->dtype);
-    size_t scratch_n = moep__wire_scratch(h->hidden);
+    size_t scratch_n = moep__act_wire_scratch(h->hidden);
     moep_status_t st = MOEP_OK;
 #pragma omp parallel
     {
@@ -155,7 +155,7 @@ static moep_status_t pack(moep_handle_t *h, const moep_dispatch_params_t *p, boo
         for (int64_t s = 0; s < lay->num_slots; s++) {
             int32_t t = lay->slot_token[s];
             uint8_t *row = (uint8_t *)h->send_buf + (size_t)s * row_bytes;
-            moep_status_t rs = moep__wire_encode(x + (size_t)t * x_row, h->dtype, h->hidden,
+            moep_status_t rs = moep__act_wire_encode(x + (size_t)t * x_row, h->dtype, h->hidden,
                                                  h->wire_dtype, row, scratch);
             if (rs != MOEP_OK) {
 #pragma omp critical
@@ -175,7 +175,7 @@ static moep_status_t pack(moep_handle_t *h, const moep_dispatch_params_t *p, boo
 /* Received rows -> recv_x (+ ids mapped to local experts, weights, source). */
 static void unpack(moep_comm_t *c, moep_handle_t *h, bool fresh, size_t row_bytes) {
     size_t x_row = (size_t)h->hidden * moep__dtype_size(h->dtype);
-    size_t scratch_n = moep__wire_scratch(h->hidden);
+    size_t scratch_n = moep__act_wire_scratch(h->hidden);
     int32_t k = h->top_k;
 #pragma omp parallel
     {
@@ -183,7 +183,7 @@ static void unpack(moep_comm_t *c, moep_handle_t *h, bool fresh, size_t row_byte
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < h->num_recv; i++) {
             const uint8_t *row = (const uint8_t *)h->recv_buf + (size_t)i * row_bytes;
-            moep__wire_decode(row, h->wire_dtype, h->hidden, (uint8_t *)h->recv_x + (size_t)i * x_row,
+            moep__act_wire_decode(row, h->wire_dtype, h->hidden, (uint8_t *)h->recv_x + (size_t)i * x_row,
                               h->dtype, scratch);
             if (!fresh) continue;
             int32_t ids[k > 0 ? k : 1];
@@ -249,7 +249,7 @@ static void fill_expert_x(moep_handle_t *h) {
 static moep_status_t reserve_buffers(moep_handle_t *h, bool fresh, size_t row_bytes) {
     size_t x_row = (size_t)h->hidden * moep__dtype_size(h->dtype);
     size_t nk = (size_t)(h->num_recv * h->top_k);
-    size_t scratch = moep__wire_scratch(h->hidden) * (size_t)omp_get_max_threads() * sizeof(float);
+    size_t scratch = moep__act_wire_scratch(h->hidden) * (size_t)omp_get_max_threads() * sizeof(float);
     MOEP_TRY(moep__buf_reserve(FN, &h->send_buf, &h->send_cap,
                                (size_t)h->layout->num_slots * row_bytes));
     MOEP_TRY(moep__buf_reserve(FN, &h->recv_buf, &h->recv_cap, (size_t)h->num_recv * row_bytes));
@@ -350,7 +350,7 @@ moep_status_t moep_dispatch(moep_comm_t *c, const moep_dispatch_params_t *params
         h->dtype = p.x->dtype;
         h->wire_dtype = wire;
         h->alignment = p.expert_alignment;
-        h->wire_row_bytes = moep__wire_row_bytes(wire, h->hidden);
+        h->wire_row_bytes = moep__act_wire_row_bytes(wire, h->hidden);
         h->meta_row_bytes = (size_t)h->top_k * 8;
         st = prepare_fresh(c, h, &p);
     }

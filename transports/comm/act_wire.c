@@ -1,15 +1,15 @@
-#include "wire.h"
+#include "act_wire.h"
 
 #include <string.h>
 
 static size_t fp8_scale_count(int32_t hidden) { return ((size_t)hidden + 127) / 128; }
 
-size_t moep__wire_row_bytes(moep_dtype_t wire, int32_t hidden) {
+size_t moep__act_wire_row_bytes(moep_dtype_t wire, int32_t hidden) {
     if (wire == MOEP_DTYPE_FP8_E4M3) return (size_t)hidden + 4 * fp8_scale_count(hidden);
     return (size_t)hidden * moep__dtype_size(wire);
 }
 
-moep_status_t moep__wire_encode(const void *src, moep_dtype_t src_dtype, int32_t hidden,
+moep_status_t moep__act_wire_encode(const void *src, moep_dtype_t src_dtype, int32_t hidden,
                                 moep_dtype_t wire, uint8_t *dst, float *scratch) {
     if (wire == src_dtype) {
         memcpy(dst, src, (size_t)hidden * moep__dtype_size(wire));
@@ -25,7 +25,7 @@ moep_status_t moep__wire_encode(const void *src, moep_dtype_t src_dtype, int32_t
     return MOEP_OK;
 }
 
-void moep__wire_decode(const uint8_t *src, moep_dtype_t wire, int32_t hidden, void *dst,
+void moep__act_wire_decode(const uint8_t *src, moep_dtype_t wire, int32_t hidden, void *dst,
                        moep_dtype_t dst_dtype, float *scratch) {
     if (wire == dst_dtype) {
         memcpy(dst, src, (size_t)hidden * moep__dtype_size(wire));
