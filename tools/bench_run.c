@@ -111,7 +111,7 @@ void bench_run_rank(const bench_options_t *o, const moep_bootstrap_t *bs, bench_
         if (st != MOEP_OK) fail(r, st, "creating the layer");
     }
     if (st == MOEP_OK) {
-        snprintf(r->transport, sizeof r->transport, "%s", comm ? moep_comm_transport(comm) : "single");
+        snprintf(r->transport, sizeof r->transport, "%s", comm ? moep_comm_transport(comm) : "local");
         st = bench_model_tokens(m, &x, &ids);
         size_t es = o->dtype == MOEP_DTYPE_BF16 ? 2 : 4;
         y = calloc((size_t)o->tokens * o->hidden + 1, es);
