@@ -35,15 +35,16 @@ moep_status_t moep__check_quant_src(const char *fn, const char *name, const moep
     int64_t bad = moep__first_nonfinite(t->data, t->dtype, moep_tensor_numel(t));
     if (bad < 0) return MOEP_OK;
     /* Name the element by its coordinates, last dimension fastest. */
-    char where[96] = "";
+    int64_t coord[MOEP_MAX_DIMS] = {0};
     int64_t rest = bad;
     for (int d = t->ndim - 1; d >= 0; d--) {
-        char part[32], tail[96];
-        snprintf(part, sizeof part, "[%lld]", (long long)(rest % t->shape[d]));
-        snprintf(tail, sizeof tail, "%s%s", part, where);
-        memcpy(where, tail, sizeof where);
+        coord[d] = rest % t->shape[d];
         rest /= t->shape[d];
     }
+    char where[MOEP_MAX_DIMS * 24] = "";
+    size_t len = 0;
+    for (int d = 0; d < t->ndim && len < sizeof where; d++)
+        len += (size_t)snprintf(where + len, sizeof where - len, "[%lld]", (long long)coord[d]);
     float tmp;
     float v = *moep__load_f32(t->data, t->dtype, bad, 1, &tmp);
     return moep__fail(MOEP_ERR_NUMERIC, "%s: %s%s (flat index %lld) is %g", fn, name, where,

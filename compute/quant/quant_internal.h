@@ -42,7 +42,10 @@ static inline uint8_t moep__fp8_encode(float f, int mbits, int bias, uint32_t ma
     uint32_t sub = moep__f32_bits(moep__bits_f32(a) + magic) - moep__f32_bits(magic);
     uint32_t nrm = ((a + ((1u << (shift - 1)) - 1u) + ((a >> shift) & 1u)) >> shift) -
                    ((uint32_t)(127 - bias) << mbits);
-    uint32_t code = a < min_normal ? sub : nrm;
+    /* Select with masks: a ternary lets GCC branch around the float add
+     * (which may trap), and a branch stops the loops from vectorising. */
+    const uint32_t is_sub = 0u - (uint32_t)(a < min_normal);
+    uint32_t code = (sub & is_sub) | (nrm & ~is_sub);
     code = code > max_code ? max_code : code;
     code = a > 0x7F800000u ? 0x7Fu : code;
     return (uint8_t)(code | sign);
@@ -69,11 +72,15 @@ static inline uint8_t moep__e2m1_encode(float f) {
     return (uint8_t)(code | sign);
 }
 
-/* max |x[i]| (x finite). */
+/* max |x[i]| (x finite). Finite non-negative floats order like their bit
+ * patterns; an integer max vectorises where a float max (NaN rules) does not. */
 static inline float moep__amax(const float *x, int64_t n) {
-    float m = 0.0f;
-    for (int64_t i = 0; i < n; i++) m = fmaxf(m, fabsf(x[i]));
-    return m;
+    int32_t m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const int32_t a = (int32_t)(moep__f32_bits(x[i]) & 0x7FFFFFFFu);
+        m = a > m ? a : m;
+    }
+    return moep__bits_f32((uint32_t)m);
 }
 
 /* FP8 block scale amax / 448; 1 when that is 0 (all-zero block, or underflow). */

@@ -1,0 +1,70 @@
+/*
+ * AVX2+FMA FFN kernel, compiled for the baseline ISA with per-function
+ * target attributes and chosen at run time (ffn_kernel_select.c).
+ *
+ * Register tile: 4 weight rows x 3 tokens = 12 ymm accumulators, plus 3
+ * token vectors and 1 weight vector = all 16 ymm registers. Per 8-wide k step
+ * that is 12 FMAs for 7 loads, so the FMA ports, not the loads, set the pace.
+ * The 8 partial sums of each accumulator are folded once per k block.
+ */
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+#include "ffn_kernel.h"
+
+#define AVX2 __attribute__((target("avx2,fma")))
+#define AVX2_INLINE __attribute__((target("avx2,fma"), always_inline)) static inline
+
+/* (sum a0, sum a1, sum a2, sum a3) added to c[0..3]. */
+AVX2_INLINE void add_sums4(float *c, __m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+    __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    _mm_storeu_ps(c, _mm_add_ps(_mm_loadu_ps(c), s));
+}
+
+/* 4 weight rows x NT tokens (NT = 1..3, a compile-time constant after inlining). */
+AVX2_INLINE void tile_4xn(const float *w, int64_t ldw, const float *x, int64_t ldx, int64_t kp,
+                          float *c, int64_t ldc, const int nt) {
+    __m256 acc[4][3];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++)
+#pragma GCC unroll 3
+        for (int j = 0; j < 3; j++) acc[i][j] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < kp; k += 8) {
+        __m256 xv[3];
+#pragma GCC unroll 3
+        for (int j = 0; j < nt; j++) xv[j] = _mm256_loadu_ps(x + j * ldx + k);
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            __m256 wv = _mm256_loadu_ps(w + i * ldw + k);
+#pragma GCC unroll 3
+            for (int j = 0; j < nt; j++) acc[i][j] = _mm256_fmadd_ps(wv, xv[j], acc[i][j]);
+        }
+    }
+#pragma GCC unroll 3
+    for (int j = 0; j < nt; j++) add_sums4(c + j * ldc, acc[0][j], acc[1][j], acc[2][j], acc[3][j]);
+}
+
+AVX2 static void gemm_nt_avx2(const float *w, int64_t ldw, int64_t nrows, const float *x,
+                              int64_t ldx, int64_t ntok, int64_t kp, float *c, int64_t ldc) {
+    for (int64_t i = 0; i < nrows; i += 4) {
+        const float *wi = w + i * ldw;
+        int64_t j = 0;
+        for (; j + 3 <= ntok; j += 3) tile_4xn(wi, ldw, x + j * ldx, ldx, kp, c + j * ldc + i, ldc, 3);
+        if (ntok - j == 2) tile_4xn(wi, ldw, x + j * ldx, ldx, kp, c + j * ldc + i, ldc, 2);
+        if (ntok - j == 1) tile_4xn(wi, ldw, x + j * ldx, ldx, kp, c + j * ldc + i, ldc, 1);
+    }
+}
+
+AVX2 static void widen_bf16_avx2(const uint16_t *src, int64_t n, float *dst) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(src + i)));
+        _mm256_storeu_si256((__m256i *)(void *)(dst + i), _mm256_slli_epi32(v, 16));
+    }
+    uint32_t *d = (uint32_t *)(void *)dst;
+    for (; i < n; i++) d[i] = (uint32_t)src[i] << 16;
+}
+
+const moep__ffn_kernel_t moep__ffn_kernel_avx2 = {"avx2", gemm_nt_avx2, widen_bf16_avx2};
+#endif
