@@ -89,10 +89,16 @@ static void run_ranks(const tcfg_t *cfg, int n, tr_rank_fn fn, targ_t *arg, cons
         tr_run_forked(n, fn, arg, 40, &res);
     else
         tr_run_threads(n, fn, arg, &res);
+    char all[TR_MAX_RANKS * (TR_MSG_LEN + 32)] = "";
+    size_t off = 0;
+    int bad = 0;
     for (int i = 0; i < n; i++)
-        ck_assert_msg(res.exit_code[i] == (expect ? expect[i] : 0),
-                      "[%s] world %d rank %d exited %d: %s", cfg->label, n, i, res.exit_code[i],
-                      res.msg[i]);
+        if (res.exit_code[i] != (expect ? expect[i] : 0)) {
+            bad = 1;
+            off += (size_t)snprintf(all + off, sizeof all - off, " | rank %d exited %d: %s", i,
+                                    res.exit_code[i], res.msg[i]);
+        }
+    ck_assert_msg(!bad, "[%s] world %d%s", cfg->label, n, all);
 }
 
 /* ---------------- rank helpers ---------------- */

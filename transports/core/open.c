@@ -19,7 +19,27 @@ static const char *fn = "moep_comm_create";
 typedef struct probe_msg {
     int32_t status; /* candidate selection failed on this rank (e.g. bad MOEP_TRANSPORT) */
     uint32_t ok;    /* bit i: registry entry i probed OK here */
+    uint32_t list;  /* the candidates in order, 4 bits each (+1; 0 ends) */
+    int32_t mode;
 } probe_msg_t;
+
+static uint32_t encode_list(const moep__candidates_t *c) {
+    uint32_t v = 0;
+    for (int k = c->n - 1; k >= 0; k--) v = (v << 4) | (uint32_t)(c->idx[k] + 1);
+    return v;
+}
+
+/* "ucx,local" from an encoded list. */
+static void list_names(uint32_t v, char *buf, size_t len) {
+    const moep__transport_entry_t *reg;
+    moep__transport_registry(&reg);
+    size_t off = 0;
+    buf[0] = '\0';
+    for (; v != 0 && off < len; v >>= 4)
+        off += (size_t)snprintf(buf + off, len - off, "%s%s", off ? "," : "",
+                                reg[(v & 15) - 1].name);
+    if (buf[0] == '\0') snprintf(buf, len, "(none)");
+}
 
 /* Allgather one int32 status; returns the first rank's failure (or MOEP_OK)
  * in *bad_st_p / *bad_rank_p. The return value is the bootstrap's status. */
@@ -45,7 +65,8 @@ static moep_status_t probe_all(const moep_bootstrap_t *bs, moep_status_t select_
                                char whys[][160], probe_msg_t *all) {
     const moep__transport_entry_t *reg;
     moep__transport_registry(&reg);
-    probe_msg_t mine = {(int32_t)select_st, 0};
+    probe_msg_t mine = {(int32_t)select_st, 0, select_st == MOEP_OK ? encode_list(c) : 0,
+                        (int32_t)c->mode};
     for (int k = 0; select_st == MOEP_OK && k < c->n; k++) {
         const moep__transport_entry_t *e = &reg[c->idx[k]];
         whys[k][0] = '\0';
@@ -67,6 +88,15 @@ static moep_status_t probe_all(const moep_bootstrap_t *bs, moep_status_t select_
             return moep__fail((moep_status_t)all[r].status,
                               "%s: rank %d could not choose a transport (%s); see its log", fn,
                               (int)r, moep_status_name((moep_status_t)all[r].status));
+        if (all[r].list != mine.list || all[r].mode != mine.mode) {
+            char a[64], b[64];
+            list_names(mine.list, a, sizeof a);
+            list_names(all[r].list, b, sizeof b);
+            return moep__fail(MOEP_ERR_MISMATCH,
+                              "%s: ranks ask for different transports: rank %d [%s], rank %d "
+                              "[%s] (check MOEP_TRANSPORT and params.transport on every rank)",
+                              fn, (int)bs->rank, a, (int)r, b);
+        }
         *ok_everywhere &= all[r].ok;
     }
     return MOEP_OK;
