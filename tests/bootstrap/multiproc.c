@@ -25,6 +25,8 @@ static void nap_ms(int ms) {
     nanosleep(&ts, NULL);
 }
 
+double mp_deadline(int ms) { return now_ms() + ms; }
+
 pid_t mp_spawn(mp_rank_fn fn, int rank, void *arg) {
     pid_t pid = fork();
     if (pid == 0) _exit(fn(rank, arg));

@@ -21,6 +21,8 @@ pid_t mp_spawn(mp_rank_fn fn, int rank, void *arg);
 /* Wait for a child until the deadline (moep-style ms clock); kill it past it.
  * Returns its exit code or MP_KILLED. */
 int mp_wait(pid_t pid, double deadline_ms);
+/* The ms-clock time `ms` from now, for mp_wait. */
+double mp_deadline(int ms);
 /* Spawn ranks 0..n-1 and wait for all within limit_ms; codes[r] per rank. */
 void mp_run(int n, mp_rank_fn fn, void *arg, int limit_ms, int *codes);
 

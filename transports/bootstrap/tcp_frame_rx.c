@@ -11,7 +11,8 @@ void moep__frame_rx_reset(moep__frame_rx_t *rx) {
 }
 
 void moep__frame_rx_accept(moep__frame_rx_t *rx, uint8_t *dst) {
-    if (dst == MOEP__FRAME_SMALL) dst = rx->small;
+    rx->into_small = dst == MOEP__FRAME_SMALL;
+    if (rx->into_small) dst = rx->small;
     rx->span = (moep__rx_span_t){.buf = dst, .len = rx->hdr.length, .got = 0};
     rx->stage = MOEP__FRAME_PAYLOAD;
 }
@@ -25,6 +26,7 @@ static void io_reason(moep_status_t st, char *why, size_t why_len) {
 
 moep_status_t moep__frame_rx_step(int fd, moep__frame_rx_t *rx, char *why, size_t why_len) {
     if (rx->stage == MOEP__FRAME_HEADER) {
+        rx->span.buf = rx->hdr_bytes;
         moep_status_t st = moep__sock_recv_span(fd, &rx->span);
         if (st == MOEP_INPROGRESS) return st;
         if (st != MOEP_OK) {
@@ -36,6 +38,7 @@ moep_status_t moep__frame_rx_step(int fd, moep__frame_rx_t *rx, char *why, size_
         return MOEP_OK;
     }
     if (rx->stage == MOEP__FRAME_PAYLOAD) {
+        if (rx->into_small) rx->span.buf = rx->small;
         moep_status_t st = moep__sock_recv_span(fd, &rx->span);
         if (st == MOEP_INPROGRESS) return st;
         if (st != MOEP_OK) {

@@ -19,7 +19,10 @@ typedef struct moep__frame_rx {
     moep__frame_stage_t stage;
     uint8_t hdr_bytes[MOEP__WIRE_HDR_BYTES];
     moep__wire_hdr_t hdr;
+    /* span.buf is re-derived on every step when it points into this struct,
+     * so that the struct may be moved (copied) between steps. */
     moep__rx_span_t span;
+    bool into_small;
     uint8_t small[MOEP__WIRE_MAX_ERROR]; /* for HELLO and ERROR payloads */
 } moep__frame_rx_t;
 
