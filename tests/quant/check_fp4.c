@@ -39,6 +39,31 @@ START_TEST(e2m1_rounding) {
 }
 END_TEST
 
+/* Against a brute-force nearest search (ties to the even code, saturating),
+ * on random values and on every midpoint between neighbouring codes. */
+static uint8_t e2m1_reference(float x) {
+    double a = fabs((double)x), best_d = INFINITY;
+    int best = 0;
+    for (int c = 0; c < 8; c++) {
+        double d = fabs(a - e2m1_values[c]);
+        if (d < best_d || (d == best_d && (c & 1) == 0)) best_d = d, best = c;
+    }
+    return (uint8_t)(best | (signbit(x) ? 8 : 0));
+}
+
+START_TEST(e2m1_reference_search) {
+    test_rng_t r;
+    test_rng_init(&r, test_seed("e2m1_reference"));
+    TEST_FIRST_BAD;
+    for (int i = 0; i < 20000; i++) {
+        float x = i < 14 ? (e2m1_values[i % 7] + e2m1_values[i % 7 + 1]) / 2 * (i < 7 ? 1 : -1)
+                         : (float)((test_rng_uniform(&r) * 2 - 1) * 8);
+        TEST_EXPECT(moep_f32_to_e2m1(x) == e2m1_reference(x), i);
+    }
+    TEST_EXPECT_DONE();
+}
+END_TEST
+
 START_TEST(e8m0_conversions) {
     static const struct {
         float x;
@@ -69,6 +94,7 @@ Suite *moep_check_fp4_suite(void) {
     TCase *tc = tcase_create("scalar");
     tcase_add_test(tc, e2m1_all_codes);
     tcase_add_test(tc, e2m1_rounding);
+    tcase_add_test(tc, e2m1_reference_search);
     tcase_add_test(tc, e8m0_conversions);
     suite_add_tcase(s, tc);
     return s;

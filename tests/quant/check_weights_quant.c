@@ -166,7 +166,9 @@ static float *round_trip(int32_t fmt, wstack_t *s, uint8_t **q, void **sc, float
     moep_tensor_t d16 = moep_tensor_3d(back16, MOEP_DTYPE_BF16, s->E, s->rows, s->cols);
     ck_assert_ok(moep_dequantize_weights(fmt, (int32_t)s->E, (int32_t)s->rows, (int32_t)s->cols, *q, *sc, *g, &d32));
     ck_assert_ok(moep_dequantize_weights(fmt, (int32_t)s->E, (int32_t)s->rows, (int32_t)s->cols, *q, *sc, *g, &d16));
-    for (int64_t i = 0; i < n; i++) ck_assert(back16[i] == moep_f32_to_bf16(back[i]));
+    TEST_FIRST_BAD;
+    for (int64_t i = 0; i < n; i++) TEST_EXPECT(back16[i] == moep_f32_to_bf16(back[i]), i);
+    TEST_EXPECT_DONE();
     free(back16);
     return back;
 }
@@ -183,6 +185,7 @@ static float block_amax(const float *x, int64_t stride, int64_t nr, int64_t nc) 
 START_TEST(fp8_random) {
     test_rng_t r;
     test_rng_init(&r, test_seed("fp8_weights_random"));
+    TEST_FIRST_BAD;
     wstack_t s;
     stack_make(&s, &r, 2, 200, 300, _i);
     uint8_t *q;
@@ -198,14 +201,14 @@ START_TEST(fp8_random) {
                 if (rr % 128 == 0 && c % 128 == 0) {
                     float amax = block_amax(s.x + (e * 200 + rr) * 300 + c, 300,
                                             rr + 128 > 200 ? 200 - rr : 128, c + 128 > 300 ? 300 - c : 128);
-                    ck_assert(scale == (amax > 0 ? amax / 448.0f : 1.0f));
+                    TEST_EXPECT(scale == (amax > 0 ? amax / 448.0f : 1.0f), i);
                 }
-                ck_assert(q[i] == moep_f32_to_e4m3(s.x[i] / scale));
-                ck_assert(back[i] == moep_e4m3_to_f32(q[i]) * scale);
+                TEST_EXPECT(q[i] == moep_f32_to_e4m3(s.x[i] / scale), i);
+                TEST_EXPECT(back[i] == moep_e4m3_to_f32(q[i]) * scale, i);
                 double err = fabs((double)back[i] - s.x[i]);
-                ck_assert_msg(err <= fmax(0x1p-4 * fabs(s.x[i]), 0x1p-10 * scale) * (1 + 0x1p-20),
-                              "element %lld: %g -> %g", (long long)i, (double)s.x[i], (double)back[i]);
+                TEST_EXPECT(err <= fmax(0x1p-4 * fabs(s.x[i]), 0x1p-10 * scale) * (1 + 0x1p-20), i);
             }
+    TEST_EXPECT_DONE();
     free(back), free(q), free(scv), free(g);
     stack_free(&s);
 }
@@ -216,6 +219,7 @@ END_TEST
 START_TEST(mxfp4_random) {
     test_rng_t r;
     test_rng_init(&r, test_seed("mxfp4_random"));
+    TEST_FIRST_BAD;
     wstack_t s;
     stack_make(&s, &r, 3, 17, 96, _i);
     uint8_t *q, *sc;
@@ -228,14 +232,15 @@ START_TEST(mxfp4_random) {
         float amax = block_amax(s.x + b * 32, 0, 1, 32);
         int ex;
         frexpf(amax, &ex); /* amax = m * 2^ex, m in [0.5, 1): floor(log2 amax) = ex - 1 */
-        if (i % 32 == 0) ck_assert_uint_eq(sc[b], amax > 0 ? (unsigned)(ex - 1 - 2 + 127) : 127u);
+        if (i % 32 == 0) TEST_EXPECT(sc[b] == (amax > 0 ? ex - 1 - 2 + 127 : 127), i);
         float scale = moep_e8m0_to_f32(sc[b]);
         uint8_t code = (q[i / 2] >> (4 * (i % 2))) & 15;
-        ck_assert(code == moep_f32_to_e2m1(s.x[i] / scale));
-        ck_assert(back[i] == moep_e2m1_to_f32(code) * scale);
+        TEST_EXPECT(code == moep_f32_to_e2m1(s.x[i] / scale), i);
+        TEST_EXPECT(back[i] == moep_e2m1_to_f32(code) * scale, i);
         double err = fabs((double)back[i] - s.x[i]);
-        ck_assert(err <= (fabsf(s.x[i]) <= 6 * scale ? scale : 2 * scale));
+        TEST_EXPECT(err <= (fabsf(s.x[i]) <= 6 * scale ? scale : 2 * scale), i);
     }
+    TEST_EXPECT_DONE();
     free(back), free(q), free(scv), free(g);
     stack_free(&s);
 }
@@ -249,6 +254,7 @@ END_TEST
 START_TEST(nvfp4_random) {
     test_rng_t r;
     test_rng_init(&r, test_seed("nvfp4_random"));
+    TEST_FIRST_BAD;
     wstack_t s;
     stack_make(&s, &r, 3, 9, 80, _i);
     uint8_t *q, *sc;
@@ -258,20 +264,20 @@ START_TEST(nvfp4_random) {
     sc = scv;
     for (int64_t e = 0; e < 3; e++) {
         float amax = block_amax(s.x + e * 9 * 80, 0, 1, 9 * 80);
-        ck_assert(g[e] == (amax > 0 ? amax / 2688.0f : 1.0f));
+        TEST_EXPECT(g[e] == (amax > 0 ? amax / 2688.0f : 1.0f), e);
     }
     for (int64_t i = 0; i < 3 * 9 * 80; i++) {
         int64_t b = i / 16, e = i / (9 * 80);
         float amax_b = block_amax(s.x + b * 16, 0, 1, 16);
-        ck_assert(sc[b] == moep_f32_to_e4m3(amax_b / 6.0f / g[e]));
+        TEST_EXPECT(sc[b] == moep_f32_to_e4m3(amax_b / 6.0f / g[e]), i);
         float S = moep_e4m3_to_f32(sc[b]) * g[e];
         uint8_t code = (q[i / 2] >> (4 * (i % 2))) & 15;
-        ck_assert(code == (S > 0 ? moep_f32_to_e2m1(s.x[i] / S) : 0));
-        ck_assert(back[i] == moep_e2m1_to_f32(code) * S);
+        TEST_EXPECT(code == (S > 0 ? moep_f32_to_e2m1(s.x[i] / S) : 0), i);
+        TEST_EXPECT(back[i] == moep_e2m1_to_f32(code) * S, i);
         double err = fabs((double)back[i] - s.x[i]);
-        ck_assert_msg(err <= fmax(S, 6 * 0x1p-10 * g[e]) * (1 + 0x1p-20),
-                      "element %lld: %g -> %g (S %g)", (long long)i, (double)s.x[i], (double)back[i], (double)S);
+        TEST_EXPECT(err <= fmax(S, 6 * 0x1p-10 * g[e]) * (1 + 0x1p-20), i);
     }
+    TEST_EXPECT_DONE();
     free(back), free(q), free(scv), free(g);
     stack_free(&s);
 }
@@ -288,8 +294,10 @@ START_TEST(plain_formats) {
         void *sc;
         float *g;
         float *back = round_trip(fmt, &s, &q, &sc, &g);
+        TEST_FIRST_BAD;
         for (int i = 0; i < 42; i++)
-            ck_assert(back[i] == (fmt == MOEP_WEIGHTS_F32 ? s.x[i] : moep_bf16_to_f32(moep_f32_to_bf16(s.x[i]))));
+            TEST_EXPECT(back[i] == (fmt == MOEP_WEIGHTS_F32 ? s.x[i] : moep_bf16_to_f32(moep_f32_to_bf16(s.x[i]))), i);
+        TEST_EXPECT_DONE();
         free(back), free(q), free(sc), free(g);
     }
     /* scales and global may be NULL for the plain formats */
