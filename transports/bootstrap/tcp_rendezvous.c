@@ -201,8 +201,12 @@ moep_status_t moep__tcp_rendezvous_root(const char *fn, moep__tcp_ctx_t *c) {
     free(s);
     for (int32_t r = 1; r < c->cfg.world_size && st == MOEP_OK; r++) {
         moep__wire_hdr_t h = moep__tcp_hdr(c, MOEP__OP_WELCOME, 0);
-        if (moep__wire_send(c->fds[r], &h, NULL, deadline + c->cfg.timeout_ms) != MOEP_OK)
+        if (moep__wire_send(c->fds[r], &h, NULL, deadline + c->cfg.timeout_ms) != MOEP_OK) {
             st = moep__fail(MOEP_ERR_REMOTE, "%s: rank %d left during the rendezvous", fn, r);
+            /* Ranks not yet welcomed learn it now rather than at their timeout. */
+            for (int32_t q = r + 1; q < c->cfg.world_size; q++)
+                moep__tcp_send_error_nowait(c, c->fds[q], st, moep_last_error());
+        }
     }
     return st;
 }
