@@ -27,8 +27,8 @@ typedef enum moep_route_kind {
     /* Hash MoE (DeepSeek-V4 style): k distinct experts chosen by a
      * deterministic hash of (token id, layer id, seed). No router GEMM: the
      * scores tensor is optional. Weights: if scores are given, the softmax of
-     * the scores at the chosen experts; otherwise 1/k. Both times
-     * `routed_scaling_factor`. */
+     * the scores (over all E) at the chosen experts, renormalised over the k
+     * if `renormalize`; otherwise 1/k. Both times `routed_scaling_factor`. */
     MOEP_ROUTE_HASH = 3,
     MOEP_ROUTE_KIND_COUNT_
 } moep_route_kind_t;
@@ -50,14 +50,19 @@ typedef struct moep_router_config {
     int32_t top_k;               /* k, 1..E (required) */
     int32_t renormalize;         /* default 1 */
     int32_t n_group;             /* SIGMOID_GROUPED: groups, divides E; default 1 */
-    int32_t topk_group;          /* SIGMOID_GROUPED: groups kept, 1..n_group; default 1 */
-    float routed_scaling_factor; /* default 1.0 */
-    const float *expert_bias;    /* [E] selection-only bias (SIGMOID_GROUPED); NULL = 0 */
+    int32_t topk_group;          /* SIGMOID_GROUPED: groups kept, 1..n_group, and
+                                  * topk_group * (E / n_group) >= k; default 1 */
+    float routed_scaling_factor; /* finite; multiplies the weights of every kind; default 1.0 */
+    const float *expert_bias;    /* [E] finite selection-only bias (SIGMOID_GROUPED only,
+                                  * ignored by the other kinds); NULL = 0 */
     /* Device-limited routing (DeepSeek-V2): experts are split contiguously
      * over `num_ranks` ranks (E % num_ranks == 0); a token's experts come
      * from at most `max_ranks_per_token` ranks, the ranks with the highest
      * per-rank maximum (biased) score. 0 = unlimited (default). Applies to
-     * every score-based kind; not to HASH. */
+     * every score-based kind (HASH: MOEP_ERR_INVALID_ARG). With
+     * SIGMOID_GROUPED it needs n_group == 1 (MOEP_ERR_UNSUPPORTED otherwise:
+     * groups and rank limits together may leave fewer than k experts; limit
+     * through n_group / topk_group instead, as DeepSeek-V3 does). */
     int32_t num_ranks;           /* default 1 */
     int32_t max_ranks_per_token; /* default 0 */
     /* HASH */
@@ -73,13 +78,19 @@ MOEP_API moep_status_t moep_router_config_init(moep_router_config_t *cfg);
  *   scores       [T, E] f32 or bf16 router logits (required except for HASH).
  *   token_ids    [T] i64 (HASH only, required there; ignored otherwise).
  *   topk_idx     [T, k] i32, out: expert ids, distinct per token, ordered by
- *                descending weight (HASH: ascending hash order).
+ *                descending weight (HASH: draw order of the hash).
  *   topk_weights [T, k] f32, out.
+ * Equal scores go to the lower expert id (also for ranks and groups), so the
+ * result is deterministic; it does not depend on T or the thread count.
  * NaN in scores: MOEP_ERR_NUMERIC naming the token (a NaN logit is a bug
- * upstream; routing on it silently would hide it). +-Inf logits are allowed.
+ * upstream; routing on it silently would hide it). +-Inf logits are allowed:
+ * softmax weights follow the limit (+Inf entries share the mass equally; a
+ * row of only -Inf is uniform). On any error the outputs are left untouched.
  * Errors: MOEP_ERR_INVALID_ARG (NULLs, k > E, k <= 0, n_group not dividing E,
- * topk_group out of range, bad device-limited setup: max_ranks_per_token *
- * (E / num_ranks) < k), MOEP_ERR_SHAPE (dtype/shape mismatch), MOEP_ERR_NUMERIC.
+ * topk_group out of range, bad device-limited setup: num_ranks < 1 or not
+ * dividing E, max_ranks_per_token < 0 or * (E / num_ranks) < k),
+ * MOEP_ERR_SHAPE (dtype/shape mismatch), MOEP_ERR_NUMERIC (NaN score,
+ * non-finite expert_bias), MOEP_ERR_UNSUPPORTED (see max_ranks_per_token).
  */
 MOEP_API moep_status_t moep_route(const moep_router_config_t *cfg, const moep_tensor_t *scores,
                                   const moep_tensor_t *token_ids, moep_tensor_t *topk_idx,
@@ -99,7 +110,7 @@ typedef struct moep_load_stats {
     int64_t min;      /* min over experts */
     double mean;      /* total / E */
     double imbalance; /* max / mean (1.0 = perfect; 0 if total == 0) */
-    double cv;        /* coefficient of variation of the counts */
+    double cv;        /* population std. deviation / mean of the counts (0 if total == 0) */
 } moep_load_stats_t;
 
 /*
