@@ -137,6 +137,11 @@ enum {
     /* Reuse the layout in *handle_p (cached path, decode): topk_idx and
      * topk_weights are not read and no counts are exchanged. */
     MOEP_DISPATCH_REUSE_LAYOUT = 1u << 0,
+    /* Do not build expert_x (expert_offset and the counts are still filled):
+     * for callers that run their experts straight from recv_x, as DeepEP's
+     * normal-mode dispatch returns it. Saves one copy of every (token,
+     * local expert) row. combine works the same. */
+    MOEP_DISPATCH_NO_EXPERT_X = 1u << 1,
 };
 
 typedef struct moep_dispatch_params {
@@ -168,7 +173,7 @@ typedef struct moep_dispatch_result {
     /* Expert-major copy, ready for moep_expert_ffn(): rows of local expert l
      * are expert_offset[l] .. expert_offset[l+1]-1; each segment is padded to
      * expert_alignment with zero rows. */
-    moep_tensor_t expert_x;          /* [num_expert_rows, H] */
+    moep_tensor_t expert_x;          /* [num_expert_rows, H]; data NULL with MOEP_DISPATCH_NO_EXPERT_X */
     const int64_t *expert_offset;    /* [L+1] */
     int64_t num_expert_rows;
 } moep_dispatch_result_t;

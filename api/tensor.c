@@ -108,35 +108,3 @@ void *moep__aligned_alloc(const char *fn, size_t bytes) {
     return p;
 }
 
-uint16_t moep_f32_to_bf16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
-    u += 0x7fffu + ((u >> 16) & 1u);                                          /* RNE */
-    return (uint16_t)(u >> 16);
-}
-
-float moep_bf16_to_f32(uint16_t b) {
-    uint32_t u = (uint32_t)b << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-void moep__row_to_f32(const void *src, moep_dtype_t t, int64_t n, float *dst) {
-    if (t == MOEP_DTYPE_F32) {
-        memcpy(dst, src, (size_t)n * sizeof(float));
-    } else {
-        const uint16_t *s = src;
-        for (int64_t i = 0; i < n; i++) dst[i] = moep_bf16_to_f32(s[i]);
-    }
-}
-
-void moep__row_from_f32(const float *src, int64_t n, moep_dtype_t t, void *dst) {
-    if (t == MOEP_DTYPE_F32) {
-        memcpy(dst, src, (size_t)n * sizeof(float));
-    } else {
-        uint16_t *d = dst;
-        for (int64_t i = 0; i < n; i++) d[i] = moep_f32_to_bf16(src[i]);
-    }
-}

@@ -37,23 +37,17 @@ static void reduce_local(const moep_handle_t *h, const moep_tensor_t *y, size_t 
     int32_t H = h->hidden, k = h->top_k;
     moep_dtype_t yt = y->dtype;
     size_t y_row = (size_t)H * moep__dtype_size(yt);
-#pragma omp parallel
+#pragma omp parallel if (h->num_recv * H > MOEP_OMP_MIN_WORK)
     {
         float *acc = h->scratch + (size_t)omp_get_thread_num() * 2 * (size_t)H;
-        float *tmp = acc + H;
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < h->num_recv; i++) {
             memset(acc, 0, (size_t)H * sizeof(float));
             for (int32_t j = 0; j < k; j++) {
                 int64_t row = h->slot_expert_row[(size_t)i * k + j];
-                if (row < 0) continue;
-                float w = h->recv_weight[(size_t)i * k + j];
-                const float *src = tmp;
-                if (yt == MOEP_DTYPE_F32)
-                    src = (const float *)((const uint8_t *)y->data + (size_t)row * y_row);
-                else
-                    moep__row_to_f32((const uint8_t *)y->data + (size_t)row * y_row, yt, H, tmp);
-                for (int32_t d = 0; d < H; d++) acc[d] += w * src[d];
+                if (row >= 0)
+                    moep__row_axpy(acc, h->recv_weight[(size_t)i * k + j],
+                                   (const uint8_t *)y->data + (size_t)row * y_row, yt, H);
             }
             moep__row_from_f32(acc, H, yt, (uint8_t *)h->send_buf + (size_t)i * row_bytes);
         }
@@ -66,10 +60,9 @@ static void reduce_home(const moep_handle_t *h, moep_dtype_t wire, moep_tensor_t
     int32_t H = h->hidden, R = h->comm->world_size;
     const moep_layout_t *lay = h->layout;
     size_t o_row = (size_t)H * moep__dtype_size(out->dtype);
-#pragma omp parallel
+#pragma omp parallel if (h->num_tokens * H > MOEP_OMP_MIN_WORK)
     {
         float *acc = h->scratch + (size_t)omp_get_thread_num() * 2 * (size_t)H;
-        float *tmp = acc + H;
 #pragma omp for schedule(static)
         for (int64_t t = 0; t < h->num_tokens; t++) {
             uint8_t *dst = (uint8_t *)out->data + (size_t)t * o_row;
@@ -79,9 +72,9 @@ static void reduce_home(const moep_handle_t *h, moep_dtype_t wire, moep_tensor_t
                 memset(acc, 0, (size_t)H * sizeof(float));
             for (int32_t r = 0; r < R; r++) {
                 int32_t slot = lay->token_rank_slot[(size_t)t * R + r];
-                if (slot < 0) continue;
-                moep__row_to_f32((const uint8_t *)h->recv_buf + (size_t)slot * row_bytes, wire, H, tmp);
-                for (int32_t d = 0; d < H; d++) acc[d] += tmp[d];
+                if (slot >= 0)
+                    moep__row_axpy(acc, 1.0f, (const uint8_t *)h->recv_buf + (size_t)slot * row_bytes,
+                                   wire, H);
             }
             moep__row_from_f32(acc, H, out->dtype, dst);
         }
@@ -110,13 +103,12 @@ moep_status_t moep_combine(moep_comm_t *c, const moep_combine_params_t *params, 
     if (st == MOEP_OK)
         st = moep__buf_reserve(FN, &h->recv_buf, &h->recv_cap,
                                (size_t)h->layout->num_slots * row_bytes);
-    size_t *soff = calloc((size_t)R, sizeof(size_t)), *slen = calloc((size_t)R, sizeof(size_t));
-    size_t *roff = calloc((size_t)R, sizeof(size_t)), *rlen = calloc((size_t)R, sizeof(size_t));
-    if (st == MOEP_OK && (!soff || !slen || !roff || !rlen))
-        st = moep__fail(MOEP_ERR_NO_MEMORY, "%s: oom", FN);
+    size_t *v = st == MOEP_OK ? calloc((size_t)R * 4, sizeof(size_t)) : NULL;
+    if (st == MOEP_OK && v == NULL) st = moep__fail(MOEP_ERR_NO_MEMORY, "%s: oom", FN);
     if (st != MOEP_OK) {
         c->broken = true; /* peers are about to send to us */
     } else {
+        size_t *soff = v, *slen = v + R, *roff = v + 2 * R, *rlen = v + 3 * R;
         reduce_local(h, p.expert_y, row_bytes);
         for (int32_t r = 0; r < R; r++) {
             soff[r] = (size_t)h->recv_offset[r] * row_bytes;
@@ -124,13 +116,11 @@ moep_status_t moep_combine(moep_comm_t *c, const moep_combine_params_t *params, 
             roff[r] = (size_t)h->layout->rank_offset[r] * row_bytes;
             rlen[r] = (size_t)h->send_count[r] * row_bytes;
         }
-        st = moep__alltoallv(c, FN, moep__tag(c->seq, MOEP_TAG_COMBINE), h->send_buf, soff, slen,
-                             h->recv_buf, roff, rlen, &h->combine_wire_bytes);
+        moep_a2a_part_t part = {moep__tag(c->seq, MOEP_TAG_COMBINE), h->send_buf, soff, slen,
+                                h->recv_buf, roff, rlen};
+        st = moep__alltoallv(c, FN, &part, 1, &h->combine_wire_bytes);
     }
     if (st == MOEP_OK) reduce_home(h, wire, p.out, p.accumulate != 0, row_bytes);
-    free(soff);
-    free(slen);
-    free(roff);
-    free(rlen);
+    free(v);
     return st;
 }

@@ -30,22 +30,33 @@ moep_status_t moep__comm_fail(moep_comm_t *c, moep_status_t s, const char *fmt, 
 /* Refuse to run a collective on a communicator that failed earlier. */
 moep_status_t moep__comm_check_usable(moep_comm_t *c, const char *fn);
 
+/* Below this many elements a copy loop runs on the calling thread: an
+ * OpenMP team costs more than it saves, and ranks sharing cores suffer. */
+#define MOEP_OMP_MIN_WORK (1 << 16)
+
 /* Tags: one sequence number per collective call, a kind in the low byte. */
-enum { MOEP_TAG_COUNTS = 1, MOEP_TAG_DISPATCH = 2, MOEP_TAG_COMBINE = 3 };
+enum { MOEP_TAG_COUNTS = 1, MOEP_TAG_DISPATCH = 2, MOEP_TAG_COMBINE = 3, MOEP_TAG_DISPATCH_META = 4 };
 static inline uint64_t moep__tag(uint64_t seq, int kind) {
     return ((seq & 0xffffffffffull) << 8) | (uint64_t)kind;
 }
 
 /*
- * One all-to-all-v step: send send_bytes[r] from send_buf + send_off[r] to
- * every peer r != rank and receive recv_bytes[r] into recv_buf + recv_off[r];
- * the self block is copied. Waits for completion or the comm's timeout.
- * *wire_bytes_p (may be NULL) gets the bytes sent to other ranks.
+ * One all-to-all-v step of one or more parts posted together: for each part,
+ * send send_bytes[r] from send_buf + send_off[r] to every peer r != rank and
+ * receive recv_bytes[r] into recv_buf + recv_off[r]; the self block is
+ * copied (unless it is already in place). Waits for completion or the comm's
+ * timeout. *wire_bytes_p (may be NULL) gets the bytes sent to other ranks.
  */
-moep_status_t moep__alltoallv(moep_comm_t *c, const char *fn, uint64_t tag,
-                              const uint8_t *send_buf, const size_t *send_off,
-                              const size_t *send_bytes, uint8_t *recv_buf, const size_t *recv_off,
-                              const size_t *recv_bytes, uint64_t *wire_bytes_p);
+typedef struct moep_a2a_part {
+    uint64_t tag;
+    const uint8_t *send_buf;
+    const size_t *send_off, *send_bytes;
+    uint8_t *recv_buf;
+    const size_t *recv_off, *recv_bytes;
+} moep_a2a_part_t;
+
+moep_status_t moep__alltoallv(moep_comm_t *c, const char *fn, const moep_a2a_part_t *parts,
+                              int nparts, uint64_t *wire_bytes_p);
 
 /* Grow a 64-byte-aligned buffer to at least `need` bytes (contents dropped). */
 moep_status_t moep__buf_reserve(const char *fn, void **buf, size_t *cap, size_t need);
@@ -95,8 +106,10 @@ struct moep_handle {
     int64_t *slot_expert_row; /* [num_recv, k] -> expert-major row, -1 = not ours */
     size_t slot_row_cap;
     /* staging buffers */
-    void *send_buf, *recv_buf;
+    void *send_buf, *recv_buf;   /* x rows on the wire (recv_buf unused when the wire is x's dtype) */
     size_t send_cap, recv_cap;
+    void *send_meta, *recv_meta; /* ids + weights per slot, fresh dispatches */
+    size_t send_meta_cap, recv_meta_bytes_cap;
     float *scratch; /* per-thread f32 rows */
     size_t scratch_cap;
     uint64_t dispatch_wire_bytes, combine_wire_bytes;

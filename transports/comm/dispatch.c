@@ -78,9 +78,11 @@ static moep_status_t exchange_headers(moep_comm_t *c, moep_handle_t *h, moep_sta
         off[r] = (size_t)r * sizeof *out;
         len[r] = sizeof *out;
     }
-    if (st == MOEP_OK)
-        st = moep__alltoallv(c, FN, moep__tag(c->seq, MOEP_TAG_COUNTS), (const uint8_t *)out,
-                             off, len, (uint8_t *)in, off, len, NULL);
+    if (st == MOEP_OK) {
+        moep_a2a_part_t part = {moep__tag(c->seq, MOEP_TAG_COUNTS), (const uint8_t *)out, off, len,
+                                (uint8_t *)in, off, len};
+        st = moep__alltoallv(c, FN, &part, 1, NULL);
+    }
     for (int32_t r = 0; st == MOEP_OK && r < R; r++) {
         const moep_dispatch_header_t *m = &in[r];
         if (m->magic != MOEP_DISPATCH_MAGIC || m->version != MOEP_DISPATCH_VERSION ||
@@ -140,58 +142,53 @@ static moep_status_t prepare_fresh(moep_comm_t *c, moep_handle_t *h, const moep_
     return exchange_headers(c, h, local);
 }
 
-/* Fill the send buffer: one row per (token, destination rank) slot. */
-static moep_status_t pack(moep_handle_t *h, const moep_dispatch_params_t *p, bool fresh,
-                          size_t row_bytes) {
+/* Fill the send buffers: one x row (and on fresh dispatches one meta row of
+ * ids + weights) per (token, destination rank) slot. */
+static void pack(moep_handle_t *h, const moep_dispatch_params_t *p, bool fresh) {
     const moep_layout_t *lay = h->layout;
     const uint8_t *x = p->x->data;
     size_t x_row = (size_t)h->hidden * moep__dtype_size(h->dtype);
-    size_t scratch_n = moep__act_wire_scratch(h->hidden);
-    moep_status_t st = MOEP_OK;
-#pragma omp parallel
+    size_t scratch_n = moep__act_wire_scratch(h->hidden), k4 = (size_t)h->top_k * 4;
+#pragma omp parallel if (lay->num_slots * h->hidden > MOEP_OMP_MIN_WORK)
     {
         float *scratch = h->scratch + (size_t)omp_get_thread_num() * scratch_n;
 #pragma omp for schedule(static)
         for (int64_t s = 0; s < lay->num_slots; s++) {
             int32_t t = lay->slot_token[s];
-            uint8_t *row = (uint8_t *)h->send_buf + (size_t)s * row_bytes;
-            moep_status_t rs = moep__act_wire_encode(x + (size_t)t * x_row, h->dtype, h->hidden,
-                                                 h->wire_dtype, row, scratch);
-            if (rs != MOEP_OK) {
-#pragma omp critical
-                st = rs;
-            }
+            /* cannot fail: FP8 inputs were checked finite before the headers went out */
+            (void)moep__act_wire_encode(x + (size_t)t * x_row, h->dtype, h->hidden, h->wire_dtype,
+                                        (uint8_t *)h->send_buf + (size_t)s * h->wire_row_bytes, scratch);
             if (fresh) {
-                size_t k4 = (size_t)h->top_k * 4;
-                memcpy(row + h->wire_row_bytes, (const int32_t *)p->topk_idx->data + (size_t)t * h->top_k, k4);
-                memcpy(row + h->wire_row_bytes + k4,
-                       (const float *)p->topk_weights->data + (size_t)t * h->top_k, k4);
+                uint8_t *meta = (uint8_t *)h->send_meta + (size_t)s * h->meta_row_bytes;
+                memcpy(meta, (const int32_t *)p->topk_idx->data + (size_t)t * h->top_k, k4);
+                memcpy(meta + k4, (const float *)p->topk_weights->data + (size_t)t * h->top_k, k4);
             }
         }
     }
-    return st;
 }
 
-/* Received rows -> recv_x (+ ids mapped to local experts, weights, source). */
-static void unpack(moep_comm_t *c, moep_handle_t *h, bool fresh, size_t row_bytes) {
+/* Received rows -> recv_x (decoded unless they arrived there directly), and
+ * on fresh dispatches ids mapped to local experts, weights, sources. */
+static void unpack(moep_comm_t *c, moep_handle_t *h, bool fresh) {
     size_t x_row = (size_t)h->hidden * moep__dtype_size(h->dtype);
-    size_t scratch_n = moep__act_wire_scratch(h->hidden);
+    size_t scratch_n = moep__act_wire_scratch(h->hidden), k4 = (size_t)h->top_k * 4;
     int32_t k = h->top_k;
-#pragma omp parallel
+    bool decode = h->wire_dtype != h->dtype;
+#pragma omp parallel if (h->num_recv * h->hidden > MOEP_OMP_MIN_WORK)
     {
         float *scratch = h->scratch + (size_t)omp_get_thread_num() * scratch_n;
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < h->num_recv; i++) {
-            const uint8_t *row = (const uint8_t *)h->recv_buf + (size_t)i * row_bytes;
-            moep__act_wire_decode(row, h->wire_dtype, h->hidden, (uint8_t *)h->recv_x + (size_t)i * x_row,
-                              h->dtype, scratch);
+            if (decode)
+                moep__act_wire_decode((const uint8_t *)h->recv_buf + (size_t)i * h->wire_row_bytes,
+                                      h->wire_dtype, h->hidden, (uint8_t *)h->recv_x + (size_t)i * x_row,
+                                      h->dtype, scratch);
             if (!fresh) continue;
-            int32_t ids[k > 0 ? k : 1];
-            memcpy(ids, row + h->wire_row_bytes, (size_t)k * 4);
-            memcpy(h->recv_weight + (size_t)i * k, row + h->wire_row_bytes + (size_t)k * 4,
-                   (size_t)k * 4);
+            const uint8_t *meta = (const uint8_t *)h->recv_meta + (size_t)i * h->meta_row_bytes;
+            memcpy(h->recv_weight + (size_t)i * k, meta + k4, k4);
             for (int32_t j = 0; j < k; j++) {
-                int32_t e = ids[j];
+                int32_t e;
+                memcpy(&e, meta + (size_t)j * 4, 4);
                 /* ids were range-checked by the sender's layout; re-check: the wire is input */
                 h->recv_local_idx[(size_t)i * k + j] =
                     (e >= 0 && e < c->num_experts) ? c->global_to_local[e] : -1;
@@ -236,8 +233,12 @@ static void fill_expert_x(moep_handle_t *h) {
     size_t x_row = (size_t)h->hidden * moep__dtype_size(h->dtype);
     int32_t k = h->top_k;
     /* padding rows must read as zeros even when the buffer is recycled */
-    memset(h->expert_x, 0, (size_t)h->num_expert_rows * x_row);
-#pragma omp parallel for schedule(static)
+    for (int32_t l = 0; l < h->comm->num_local_experts; l++) {
+        int64_t first_pad = h->expert_offset[l] + h->tokens_per_local_expert[l];
+        memset((uint8_t *)h->expert_x + (size_t)first_pad * x_row, 0,
+               (size_t)(h->expert_offset[l + 1] - first_pad) * x_row);
+    }
+#pragma omp parallel for schedule(static) if (h->num_recv * h->hidden > MOEP_OMP_MIN_WORK)
     for (int64_t s = 0; s < h->num_recv * k; s++) {
         int64_t row = h->slot_expert_row[s];
         if (row >= 0)
@@ -246,16 +247,19 @@ static void fill_expert_x(moep_handle_t *h) {
     }
 }
 
-static moep_status_t reserve_buffers(moep_handle_t *h, bool fresh, size_t row_bytes) {
+static moep_status_t reserve_buffers(moep_handle_t *h, bool fresh) {
     size_t x_row = (size_t)h->hidden * moep__dtype_size(h->dtype);
-    size_t nk = (size_t)(h->num_recv * h->top_k);
+    size_t nk = (size_t)(h->num_recv * h->top_k), slots = (size_t)h->layout->num_slots;
     size_t scratch = moep__act_wire_scratch(h->hidden) * (size_t)omp_get_max_threads() * sizeof(float);
-    MOEP_TRY(moep__buf_reserve(FN, &h->send_buf, &h->send_cap,
-                               (size_t)h->layout->num_slots * row_bytes));
-    MOEP_TRY(moep__buf_reserve(FN, &h->recv_buf, &h->recv_cap, (size_t)h->num_recv * row_bytes));
+    MOEP_TRY(moep__buf_reserve(FN, &h->send_buf, &h->send_cap, slots * h->wire_row_bytes));
+    if (h->wire_dtype != h->dtype)
+        MOEP_TRY(moep__buf_reserve(FN, &h->recv_buf, &h->recv_cap, (size_t)h->num_recv * h->wire_row_bytes));
     MOEP_TRY(moep__buf_reserve(FN, &h->recv_x, &h->recv_x_cap, (size_t)h->num_recv * x_row));
     MOEP_TRY(moep__buf_reserve(FN, (void **)&h->scratch, &h->scratch_cap, scratch));
     if (fresh) {
+        MOEP_TRY(moep__buf_reserve(FN, &h->send_meta, &h->send_meta_cap, slots * h->meta_row_bytes));
+        MOEP_TRY(moep__buf_reserve(FN, &h->recv_meta, &h->recv_meta_bytes_cap,
+                                   (size_t)h->num_recv * h->meta_row_bytes));
         /* ids, weights and sources share one capacity, sized for the largest */
         size_t cap = h->recv_meta_cap;
         MOEP_TRY(moep__buf_reserve(FN, (void **)&h->recv_local_idx, &cap, nk * 4));
@@ -268,27 +272,31 @@ static moep_status_t reserve_buffers(moep_handle_t *h, bool fresh, size_t row_by
     return MOEP_OK;
 }
 
-static moep_status_t exchange_payload(moep_comm_t *c, moep_handle_t *h, size_t row_bytes) {
+/* x rows (straight into recv_x when the wire is x's dtype) and, on fresh
+ * dispatches, the meta rows: two parts posted together. */
+static moep_status_t exchange_payload(moep_comm_t *c, moep_handle_t *h, bool fresh) {
     int32_t R = c->world_size;
-    size_t *soff = calloc((size_t)R, sizeof(size_t)), *slen = calloc((size_t)R, sizeof(size_t));
-    size_t *roff = calloc((size_t)R, sizeof(size_t)), *rlen = calloc((size_t)R, sizeof(size_t));
-    moep_status_t st = MOEP_OK;
-    if (!soff || !slen || !roff || !rlen) {
-        st = moep__comm_fail(c, MOEP_ERR_NO_MEMORY, "%s: oom", FN);
-    } else {
-        for (int32_t r = 0; r < R; r++) {
-            soff[r] = (size_t)h->layout->rank_offset[r] * row_bytes;
-            slen[r] = (size_t)h->send_count[r] * row_bytes;
-            roff[r] = (size_t)h->recv_offset[r] * row_bytes;
-            rlen[r] = (size_t)h->recv_count[r] * row_bytes;
-        }
-        st = moep__alltoallv(c, FN, moep__tag(c->seq, MOEP_TAG_DISPATCH), h->send_buf, soff, slen,
-                             h->recv_buf, roff, rlen, &h->dispatch_wire_bytes);
+    size_t *v = calloc((size_t)R * 8, sizeof(size_t));
+    if (v == NULL) return moep__comm_fail(c, MOEP_ERR_NO_MEMORY, "%s: oom", FN);
+    size_t *soff = v, *slen = v + R, *roff = v + 2 * R, *rlen = v + 3 * R;
+    size_t *msoff = v + 4 * R, *mslen = v + 5 * R, *mroff = v + 6 * R, *mrlen = v + 7 * R;
+    for (int32_t r = 0; r < R; r++) {
+        soff[r] = (size_t)h->layout->rank_offset[r] * h->wire_row_bytes;
+        slen[r] = (size_t)h->send_count[r] * h->wire_row_bytes;
+        roff[r] = (size_t)h->recv_offset[r] * h->wire_row_bytes;
+        rlen[r] = (size_t)h->recv_count[r] * h->wire_row_bytes;
+        msoff[r] = (size_t)h->layout->rank_offset[r] * h->meta_row_bytes;
+        mslen[r] = (size_t)h->send_count[r] * h->meta_row_bytes;
+        mroff[r] = (size_t)h->recv_offset[r] * h->meta_row_bytes;
+        mrlen[r] = (size_t)h->recv_count[r] * h->meta_row_bytes;
     }
-    free(soff);
-    free(slen);
-    free(roff);
-    free(rlen);
+    uint8_t *x_dst = h->wire_dtype == h->dtype ? h->recv_x : h->recv_buf;
+    moep_a2a_part_t parts[2] = {
+        {moep__tag(c->seq, MOEP_TAG_DISPATCH), h->send_buf, soff, slen, x_dst, roff, rlen},
+        {moep__tag(c->seq, MOEP_TAG_DISPATCH_META), h->send_meta, msoff, mslen, h->recv_meta, mroff, mrlen},
+    };
+    moep_status_t st = moep__alltoallv(c, FN, parts, fresh ? 2 : 1, &h->dispatch_wire_bytes);
+    free(v);
     return st;
 }
 
@@ -354,24 +362,24 @@ moep_status_t moep_dispatch(moep_comm_t *c, const moep_dispatch_params_t *params
         h->meta_row_bytes = (size_t)h->top_k * 8;
         st = prepare_fresh(c, h, &p);
     }
-    size_t row_bytes = h->wire_row_bytes + (reuse ? 0 : h->meta_row_bytes);
     if (st == MOEP_OK) {
         h->recv_offset[0] = 0;
         for (int32_t r = 0; r < c->world_size; r++)
             h->recv_offset[r + 1] = h->recv_offset[r] + h->recv_count[r];
         h->num_recv = h->recv_offset[c->world_size];
-        st = reserve_buffers(h, !reuse, row_bytes);
-        if (st == MOEP_OK) st = pack(h, &p, !reuse, row_bytes);
+        st = reserve_buffers(h, !reuse);
+        if (st == MOEP_OK) pack(h, &p, !reuse);
         /* failing here, after the counts went out, leaves the peers waiting
          * for a payload that will not come: the communicator is out of step */
         if (st != MOEP_OK) c->broken = true;
     }
-    if (st == MOEP_OK) st = exchange_payload(c, h, row_bytes);
+    if (st == MOEP_OK) st = exchange_payload(c, h, !reuse);
     if (st == MOEP_OK) {
-        unpack(c, h, !reuse, row_bytes);
+        unpack(c, h, !reuse);
         if (!reuse) st = plan_expert_rows(c, h);
     }
-    if (st == MOEP_OK)
+    bool want_expert_x = (p.flags & MOEP_DISPATCH_NO_EXPERT_X) == 0;
+    if (st == MOEP_OK && want_expert_x)
         st = moep__buf_reserve(FN, &h->expert_x, &h->expert_x_cap,
                                (size_t)h->num_expert_rows * h->hidden * moep__dtype_size(h->dtype));
     if (st != MOEP_OK) {
@@ -379,8 +387,9 @@ moep_status_t moep_dispatch(moep_comm_t *c, const moep_dispatch_params_t *params
         else if (!reuse) { moep_layout_destroy(h->layout); h->layout = NULL; }
         return st;
     }
-    fill_expert_x(h);
+    if (want_expert_x) fill_expert_x(h);
     fill_result(c, h, res);
+    if (!want_expert_x) res->expert_x.data = NULL;
     *handle_p = h;
     return MOEP_OK;
 }

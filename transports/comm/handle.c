@@ -43,6 +43,8 @@ void moep_handle_destroy(moep_handle_t *h) {
     free(h->slot_expert_row);
     free(h->send_buf);
     free(h->recv_buf);
+    free(h->send_meta);
+    free(h->recv_meta);
     free(h->scratch);
     free(h);
 }
