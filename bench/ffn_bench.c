@@ -9,7 +9,8 @@
  * rows), decode 64 tokens (512 rows). Threads: OMP_NUM_THREADS for moep,
  * OPENBLAS_NUM_THREADS for OpenBLAS (set both to the same value).
  *
- * Usage: ffn_bench [--quick] [--reps=N]   (--quick: decode shape only)
+ * Usage: ffn_bench [--quick | --prefill] [--reps=N]
+ *   --quick: decode shape only; --prefill: prefill shape only (no format table).
  */
 #include <cblas.h>
 #include <math.h>
@@ -242,12 +243,13 @@ static moep_expert_weights_t weights_view(const weights_set_t *ws, moep_weight_f
 /* ---- main --------------------------------------------------------------- */
 
 int main(int argc, char **argv) {
-    int quick = 0, reps = 0;
+    int quick = 0, prefill_only = 0, reps = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) quick = 1;
+        else if (strcmp(argv[i], "--prefill") == 0) prefill_only = 1;
         else if (strncmp(argv[i], "--reps=", 7) == 0) reps = atoi(argv[i] + 7);
         else {
-            fprintf(stderr, "usage: %s [--quick] [--reps=N]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick | --prefill] [--reps=N]\n", argv[0]);
             return 2;
         }
     }
@@ -267,7 +269,7 @@ int main(int argc, char **argv) {
            "BLAS GF/s", "ratio", "check", "% peak");
     const int64_t shapes[2] = {64, 4096};
     const char *names[2] = {"decode  64 tok x top-8", "prefill 4096 tok x top-8"};
-    for (int s = quick ? 0 : 0; s < (quick ? 1 : 2); s++) {
+    for (int s = prefill_only ? 1 : 0; s < (quick ? 1 : 2); s++) {
         problem_t p;
         make_problem(&p, shapes[s]);
         blas_scratch_t bs = {xalloc((size_t)p.rows * INTER * 4), xalloc((size_t)p.rows * INTER * 4)};
@@ -294,6 +296,7 @@ int main(int argc, char **argv) {
         free_problem(&p);
     }
 
+    if (prefill_only) return 0;
     /* Decode is a weight stream: bytes of weights read per second by format. */
     printf("\ndecode (64 tokens, 512 rows), weight streaming, moep only:\n");
     printf("%-10s %10s %9s %12s %10s\n", "weights", "MB", "ms", "weight GB/s", "% copy bw");

@@ -23,7 +23,7 @@ AVX2_INLINE void add_sums4(float *c, __m256 a0, __m256 a1, __m256 a2, __m256 a3)
 }
 
 /* 4 weight rows x NT tokens (NT = 1..3, a compile-time constant after inlining). */
-AVX2_INLINE void tile_4xn(const float *w, int64_t ldw, const float *x, int64_t ldx, int64_t kp,
+AVX2_INLINE void tile_4xn(const float *const w[4], const float *x, int64_t ldx, int64_t kp,
                           float *c, int64_t ldc, const int nt) {
     __m256 acc[4][3];
 #pragma GCC unroll 4
@@ -36,7 +36,7 @@ AVX2_INLINE void tile_4xn(const float *w, int64_t ldw, const float *x, int64_t l
         for (int j = 0; j < nt; j++) xv[j] = _mm256_loadu_ps(x + j * ldx + k);
 #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) {
-            __m256 wv = _mm256_loadu_ps(w + i * ldw + k);
+            __m256 wv = _mm256_loadu_ps(w[i] + k);
 #pragma GCC unroll 3
             for (int j = 0; j < nt; j++) acc[i][j] = _mm256_fmadd_ps(wv, xv[j], acc[i][j]);
         }
@@ -45,15 +45,17 @@ AVX2_INLINE void tile_4xn(const float *w, int64_t ldw, const float *x, int64_t l
     for (int j = 0; j < nt; j++) add_sums4(c + j * ldc, acc[0][j], acc[1][j], acc[2][j], acc[3][j]);
 }
 
-AVX2 static void gemm_nt_avx2(const float *w, int64_t ldw, int64_t nrows, const float *x,
-                              int64_t ldx, int64_t ntok, int64_t kp, float *c, int64_t ldc) {
-    for (int64_t i = 0; i < nrows; i += 4) {
-        const float *wi = w + i * ldw;
-        int64_t j = 0;
-        for (; j + 3 <= ntok; j += 3) tile_4xn(wi, ldw, x + j * ldx, ldx, kp, c + j * ldc + i, ldc, 3);
-        if (ntok - j == 2) tile_4xn(wi, ldw, x + j * ldx, ldx, kp, c + j * ldc + i, ldc, 2);
-        if (ntok - j == 1) tile_4xn(wi, ldw, x + j * ldx, ldx, kp, c + j * ldc + i, ldc, 1);
+AVX2 static void gemm_nt_avx2(const float *const w[4], const float *x, int64_t ldx, int64_t ntok,
+                              int64_t kp, float *c, int64_t ldc, const moep__ffn_prefetch_t *next) {
+    const int64_t tiles = (ntok + 2) / 3;
+    int64_t j = 0;
+    for (; j + 3 <= ntok; j += 3) {
+        moep__ffn_prefetch_part(next, j / 3, tiles);
+        tile_4xn(w, x + j * ldx, ldx, kp, c + j * ldc, ldc, 3);
     }
+    moep__ffn_prefetch_part(next, j / 3, tiles); /* the tail tile's slice, if any */
+    if (ntok - j == 2) tile_4xn(w, x + j * ldx, ldx, kp, c + j * ldc, ldc, 2);
+    if (ntok - j == 1) tile_4xn(w, x + j * ldx, ldx, kp, c + j * ldc, ldc, 1);
 }
 
 AVX2 static void widen_bf16_avx2(const uint16_t *src, int64_t n, float *dst) {

@@ -10,10 +10,12 @@ static float dot8(const float *w, const float *x, int64_t kp) {
     return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
 }
 
-static void gemm_nt_generic(const float *w, int64_t ldw, int64_t nrows, const float *x,
-                            int64_t ldx, int64_t ntok, int64_t kp, float *c, int64_t ldc) {
-    for (int64_t i = 0; i < nrows; i++)
-        for (int64_t j = 0; j < ntok; j++) c[j * ldc + i] += dot8(w + i * ldw, x + j * ldx, kp);
+static void gemm_nt_generic(const float *const w[4], const float *x, int64_t ldx, int64_t ntok,
+                            int64_t kp, float *c, int64_t ldc, const moep__ffn_prefetch_t *next) {
+    for (int64_t j = 0; j < ntok; j++) {
+        moep__ffn_prefetch_part(next, j, ntok);
+        for (int64_t i = 0; i < 4; i++) c[j * ldc + i] += dot8(w[i], x + j * ldx, kp);
+    }
 }
 
 /* bf16 is the top half of an f32: widening is exact (a plain shift). */

@@ -24,7 +24,7 @@
 #include "moep_internal.h"
 
 enum {
-    FFN_KC = 512,        /* k block: 4 weight rows + 3 token rows of it fit L1 */
+    FFN_KC = 1024,       /* k block: 4 weight rows + 3 token rows of it fit L1 (28 KiB) */
     FFN_MT = 96,         /* rows per segment (a multiple of the 3-row tile) */
     FFN_NT = 64,         /* widest column tile */
     FFN_NT_MIN = 8,      /* narrowest column tile */
@@ -46,13 +46,20 @@ typedef struct batch {
     int64_t nt2, ntiles2;   /* down column tile width and count */
 } batch_t;
 
+/* A thread's own buffers. */
+typedef struct scratch {
+    float *wbuf;        /* decoded weight block: 4 rows x FFN_KC */
+    const float *zeros; /* FFN_KC zeros: the rows past a tile's edge */
+    float *cbuf;        /* output tile: FFN_MT x (2 * FFN_NT + 4) */
+} scratch_t;
+
 typedef struct run {
     const moep__ffn_plan_t *p;
     const moep__ffn_kernel_t *k;
-    int64_t Hp, Ip;
+    int64_t Hp, Ip;    /* row strides of xf and a (see padded_stride) */
     int convert_x;     /* x is read through the f32 copy xf */
-    float *xf;         /* [batch rows, Hp] when convert_x */
-    float *a;          /* [batch rows, Ip], padding columns stay zero */
+    float *xf;         /* [batch rows, Hp] when convert_x, padding stays zero */
+    float *a;          /* [batch rows, Ip], padding stays zero */
     seg_t *segs;
     batch_t *batches;
     int64_t nbatches;
@@ -62,6 +69,14 @@ static int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* Row stride for an f32 scratch of n columns: a multiple of 8 (zero padding
+ * the kernel may read), nudged off multiples of 256 bytes so the rows of a
+ * token tile do not all land in the same few cache sets. */
+static int64_t padded_stride(int64_t n) {
+    int64_t ld = round_up(n, 8);
+    return ld % 64 == 0 ? ld + 8 : ld;
+}
 
 /* Splits the rows [b0, b1) into segments (one expert, <= FFN_MT rows each,
  * near-equal lengths); writes them to out unless NULL; returns how many. */
@@ -119,25 +134,55 @@ static moep_status_t plan_batches(run_t *r, int nthreads) {
 
 static float silu_mul(float g, float u) { return g * u / (1.0f + expf(-g)); }
 
+/*
+ * One packed weight block of an item: `step` weight rows (of one matrix)
+ * times one k block. An item walks its blocks k block by k block, and
+ * within a k block across its column tile (slot = which group of rows).
+ */
+typedef struct block {
+    int64_t k0, kc, kp; /* k range and its length rounded up to 8 */
+    int64_t slot;       /* group of rows within the tile */
+    int64_t row, valid; /* first weight row, rows inside the matrix (<= step) */
+} block_t;
+
+static block_t block_at(int64_t b, int64_t slots, int64_t step, int64_t n0, int64_t nt, int64_t K) {
+    block_t k;
+    k.k0 = b / slots * FFN_KC;
+    k.kc = min64(FFN_KC, K - k.k0);
+    k.kp = round_up(k.kc, 8);
+    k.slot = b % slots;
+    k.row = n0 + k.slot * step;
+    k.valid = min64(step, nt - k.slot * step);
+    return k;
+}
+
 /* Phase 1 item: A[seg rows, n0 .. n0+nt) = silu(x W1^T) * (x W3^T). */
 static void gate_up_item(const run_t *r, const batch_t *bt, const seg_t *s, int64_t tile,
-                         float *wbuf, float *cbuf) {
+                         const scratch_t *t) {
     const moep__ffn_plan_t *p = r->p;
     const int64_t n0 = tile * bt->nt1, nt = min64(bt->nt1, p->I - n0);
     const int64_t pairs = cdiv(nt, 2), ldc = 4 * pairs;
     const float *x = r->convert_x ? r->xf + (s->r0 - bt->r0) * r->Hp
                                   : (const float *)p->x + s->r0 * p->H;
     const int64_t ldx = r->convert_x ? r->Hp : p->H;
+    float *cbuf = t->cbuf;
     memset(cbuf, 0, (size_t)(s->n * ldc) * sizeof(float));
-    for (int64_t k0 = 0; k0 < p->H; k0 += FFN_KC) {
-        const int64_t kc = min64(FFN_KC, p->H - k0), kp = round_up(kc, 8);
-        /* Output columns of pair q: gate n, gate n+1, up n, up n+1 (n = n0 + 2q). */
-        for (int64_t q = 0; q < pairs; q++) {
-            const int64_t valid = min64(2, nt - 2 * q);
-            moep__wsrc_pack(r->k, &p->w1, s->e, n0 + 2 * q, valid, 2, k0, kc, kp, wbuf, FFN_KC);
-            moep__wsrc_pack(r->k, &p->w3, s->e, n0 + 2 * q, valid, 2, k0, kc, kp, wbuf + 2 * FFN_KC, FFN_KC);
-            r->k->gemm_nt(wbuf, FFN_KC, 4, x + k0, ldx, s->n, kp, cbuf + 4 * q, ldc);
+    const int64_t nblocks = cdiv(p->H, FFN_KC) * pairs;
+    for (int64_t b = 0; b < nblocks; b++) {
+        const block_t k = block_at(b, pairs, 2, n0, nt, p->H);
+        moep__ffn_prefetch_t pf = {{NULL, NULL, NULL, NULL}, 0};
+        if (b + 1 < nblocks) {
+            const block_t n = block_at(b + 1, pairs, 2, n0, nt, p->H);
+            moep__wsrc_locate(&p->w1, s->e, n.row, n.valid, n.k0, n.kc, pf.row, &pf.bytes);
+            moep__wsrc_locate(&p->w3, s->e, n.row, n.valid, n.k0, n.kc, pf.row + 2, &pf.bytes);
         }
+        /* Output columns of slot q: gate n, gate n+1, up n, up n+1 (n = n0 + 2q). */
+        const float *rows[4];
+        moep__wsrc_rows(r->k, &p->w1, s->e, k.row, k.valid, 2, k.k0, k.kc, k.kp, t->wbuf, FFN_KC,
+                        t->zeros, rows);
+        moep__wsrc_rows(r->k, &p->w3, s->e, k.row, k.valid, 2, k.k0, k.kc, k.kp,
+                        t->wbuf + 2 * FFN_KC, FFN_KC, t->zeros, rows + 2);
+        r->k->gemm_nt(rows, x + k.k0, ldx, s->n, k.kp, cbuf + 4 * k.slot, ldc, &pf);
     }
     for (int64_t m = 0; m < s->n; m++) {
         const float *c = cbuf + m * ldc;
@@ -151,18 +196,25 @@ static void gate_up_item(const run_t *r, const batch_t *bt, const seg_t *s, int6
 
 /* Phase 2 item: y[seg rows, n0 .. n0+nt) = A W2^T. */
 static void down_item(const run_t *r, const batch_t *bt, const seg_t *s, int64_t tile,
-                      float *wbuf, float *cbuf) {
+                      const scratch_t *t) {
     const moep__ffn_plan_t *p = r->p;
     const int64_t n0 = tile * bt->nt2, nt = min64(bt->nt2, p->H - n0);
     const int64_t ldc = round_up(nt, 4);
     const float *a = r->a + (s->r0 - bt->r0) * r->Ip;
+    float *cbuf = t->cbuf;
     memset(cbuf, 0, (size_t)(s->n * ldc) * sizeof(float));
-    for (int64_t k0 = 0; k0 < p->I; k0 += FFN_KC) {
-        const int64_t kc = min64(FFN_KC, p->I - k0), kp = round_up(kc, 8);
-        for (int64_t q = 0; q < ldc; q += 4) {
-            moep__wsrc_pack(r->k, &p->w2, s->e, n0 + q, min64(4, nt - q), 4, k0, kc, kp, wbuf, FFN_KC);
-            r->k->gemm_nt(wbuf, FFN_KC, 4, a + k0, r->Ip, s->n, kp, cbuf + q, ldc);
+    const int64_t quads = ldc / 4, nblocks = cdiv(p->I, FFN_KC) * quads;
+    for (int64_t b = 0; b < nblocks; b++) {
+        const block_t k = block_at(b, quads, 4, n0, nt, p->I);
+        moep__ffn_prefetch_t pf = {{NULL, NULL, NULL, NULL}, 0};
+        if (b + 1 < nblocks) {
+            const block_t n = block_at(b + 1, quads, 4, n0, nt, p->I);
+            moep__wsrc_locate(&p->w2, s->e, n.row, n.valid, n.k0, n.kc, pf.row, &pf.bytes);
         }
+        const float *rows[4];
+        moep__wsrc_rows(r->k, &p->w2, s->e, k.row, k.valid, 4, k.k0, k.kc, k.kp, t->wbuf, FFN_KC,
+                        t->zeros, rows);
+        r->k->gemm_nt(rows, a + k.k0, r->Ip, s->n, k.kp, cbuf + 4 * k.slot, ldc, &pf);
     }
     const size_t ysize = moep__dtype_size(p->y_dtype);
     for (int64_t m = 0; m < s->n; m++)
@@ -180,16 +232,16 @@ static void convert_rows(const run_t *r, const batch_t *bt) {
 }
 
 /* Runs inside the parallel region: every thread walks the same batches. */
-static void run_batches(const run_t *r, float *wbuf, float *cbuf) {
+static void run_batches(const run_t *r, const scratch_t *t) {
     for (int64_t b = 0; b < r->nbatches; b++) {
         const batch_t *bt = &r->batches[b];
         if (r->convert_x) convert_rows(r, bt);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < bt->nseg * bt->ntiles1; it++)
-            gate_up_item(r, bt, &r->segs[bt->seg0 + it / bt->ntiles1], it % bt->ntiles1, wbuf, cbuf);
+            gate_up_item(r, bt, &r->segs[bt->seg0 + it / bt->ntiles1], it % bt->ntiles1, t);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < bt->nseg * bt->ntiles2; it++)
-            down_item(r, bt, &r->segs[bt->seg0 + it / bt->ntiles2], it % bt->ntiles2, wbuf, cbuf);
+            down_item(r, bt, &r->segs[bt->seg0 + it / bt->ntiles2], it % bt->ntiles2, t);
     }
 }
 
@@ -204,14 +256,16 @@ static int team_size(int32_t requested) {
 moep_status_t moep__ffn_run(const moep__ffn_plan_t *p, const moep__ffn_kernel_t *kernel) {
     if (p->offset[p->E] <= p->offset[0]) return MOEP_OK; /* no rows */
     run_t r = {.p = p, .k = kernel};
-    r.Hp = round_up(p->H, 8);
-    r.Ip = round_up(p->I, 8);
-    r.convert_x = p->x_dtype != MOEP_DTYPE_F32 || r.Hp != p->H;
+    r.Hp = padded_stride(p->H);
+    r.Ip = padded_stride(p->I);
+    /* f32 x rows 8-aligned in length are read in place unless their stride
+     * is a cache-set-aliasing power of two (then a padded copy is cheaper). */
+    r.convert_x = p->x_dtype != MOEP_DTYPE_F32 || p->H % 8 != 0 || r.Hp != p->H;
     const int nthreads = team_size(p->num_threads);
     moep_status_t st = plan_batches(&r, nthreads);
-    /* Per thread: one packed weight block + one output tile. */
-    const size_t wfloats = 4 * FFN_KC, cfloats = (size_t)FFN_MT * (2 * FFN_NT + 4);
-    const size_t per_thread = round_up((int64_t)(wfloats + cfloats), 16);
+    /* Per thread: a decoded weight block, a zero row, an output tile. */
+    const size_t wfloats = 4 * FFN_KC, zfloats = FFN_KC, cfloats = (size_t)FFN_MT * (2 * FFN_NT + 4);
+    const size_t per_thread = round_up((int64_t)(wfloats + zfloats + cfloats), 16);
     float *scratch = NULL;
     if (st == MOEP_OK) {
         scratch = moep__aligned_alloc(FN, (size_t)nthreads * per_thread * sizeof(float));
@@ -221,7 +275,8 @@ moep_status_t moep__ffn_run(const moep__ffn_plan_t *p, const moep__ffn_kernel_t 
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
         {
             float *mine = scratch + (size_t)omp_get_thread_num() * per_thread;
-            run_batches(&r, mine, mine + wfloats);
+            const scratch_t t = {mine, mine + wfloats, mine + wfloats + zfloats};
+            run_batches(&r, &t);
         }
     }
     free(scratch);

@@ -1,0 +1,102 @@
+/*
+ * C launchers of moep's CUDA kernels (internal, moep__cuda_ prefix): raw
+ * device pointers, sizes and a stream, nothing else (as DeepEP's api.cuh).
+ * Every launcher enqueues on `stream` and returns a cudaError_t value
+ * (0 = success, from cudaGetLastError after the launch).
+ * Implemented in *.cu, compiled by nvcc (cuda.bzl).
+ */
+#ifndef MOEP_CUDA_KERNELS_H
+#define MOEP_CUDA_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "moep_core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- routing (route_kernels.cu) ---- */
+typedef struct moep__cuda_route_args {
+    int32_t kind; /* moep_route_kind_t */
+    int32_t num_experts, top_k, renormalize, n_group, topk_group;
+    float scale;
+    const float *bias; /* [E] device or NULL */
+    int32_t num_ranks, max_ranks_per_token;
+    uint64_t hash_seed;
+    int32_t layer_id;
+    const void *scores; /* [T, E] or NULL (HASH) */
+    int32_t scores_bf16;
+    const int64_t *token_ids; /* [T] (HASH) */
+    int64_t num_tokens;
+    int32_t *topk_idx;  /* [T, k] */
+    float *topk_w;      /* [T, k] */
+} moep__cuda_route_args_t;
+
+/* First token (row) of scores [T, E] holding a NaN into *first (device i64,
+ * must hold T beforehand). */
+int moep__cuda_find_nan(const void *scores, int bf16, int64_t T, int32_t E, int64_t *first,
+                        moep_stream_t stream);
+/* Route every token (one thread each; scratch allocated stream-ordered). */
+int moep__cuda_route(const moep__cuda_route_args_t *a, moep_stream_t stream);
+
+/* ---- dispatch layout (layout_kernels.cu) ---- */
+/* Per-token send flags and counts. Zeroes and fills:
+ *   flags [R, T] u8 (token t goes to rank r), rank_count [R], expert_count [E]
+ *   (i64), *bad (i32 count of ids outside [-1, E)). */
+int moep__cuda_layout_count(const int32_t *topk_idx, int64_t T, int32_t k, int32_t E, int32_t R,
+                            const int32_t *expert_rank, uint8_t *flags, int64_t *rank_count,
+                            int64_t *expert_count, int32_t *bad, moep_stream_t stream);
+/* Slots from the flags: token_rank_slot [T, R] (-1 = not sent) and
+ * slot_token [num_slots]; slots grouped by rank, tokens ascending. */
+int moep__cuda_layout_slots(const uint8_t *flags, int64_t T, int32_t R, int32_t *token_rank_slot,
+                            int32_t *slot_token, moep_stream_t stream);
+
+/* ---- dispatch / combine (ep_kernels.cu) ---- */
+/* Per-peer count message of a fresh dispatch: the header fields (as
+ * moep_dispatch_header_t, status from *bad) then E i64 expert counts. */
+typedef struct moep__cuda_header_args {
+    uint32_t magic, version;
+    int32_t hidden, top_k, dtype, wire_dtype;
+    int32_t status_if_bad; /* status to announce when *bad != 0 */
+    int32_t num_experts, num_ranks;
+    size_t msg_bytes; /* per peer */
+} moep__cuda_header_args_t;
+int moep__cuda_write_headers(const moep__cuda_header_args_t *a, const int64_t *rank_count,
+                             const int64_t *expert_count, const int32_t *bad, uint8_t *msgs,
+                             moep_stream_t stream);
+
+/* Send rows: x row of token t into send_x + slot * row_bytes for each of its
+ * slots; with meta != NULL also ids and weights (k i32 + k f32) per slot. */
+int moep__cuda_pack(const void *x, size_t row_bytes, int64_t T, int32_t R,
+                    const int32_t *token_rank_slot, void *send_x, const int32_t *topk_idx,
+                    const float *topk_w, int32_t k, void *meta, moep_stream_t stream);
+/* Received meta -> local expert ids ([-1] elsewhere), weights, source rank. */
+int moep__cuda_unpack_meta(const void *meta, int64_t n, int32_t k, int32_t E,
+                           const int32_t *global_to_local, const int64_t *recv_offset, int32_t R,
+                           int32_t *local_idx, float *weight, int32_t *src, moep_stream_t stream);
+/* Expert-major rows: slot s = i*k+j with local expert l gets row
+ * expert_offset[l] + (earlier slots of l); row_src[row] = i (-1 = padding,
+ * row_src must be preset to -1). */
+int moep__cuda_expert_rows(const int32_t *local_idx, int64_t n_slots, int32_t k, int32_t L,
+                           const int64_t *expert_offset, int32_t *slot_row, int32_t *row_src,
+                           moep_stream_t stream);
+/* expert_x[row] = recv_x[row_src[row]] or zeros. */
+int moep__cuda_gather_rows(const void *recv_x, size_t row_bytes, const int32_t *row_src,
+                           int64_t rows, void *expert_x, moep_stream_t stream);
+/* Combine, sender side: partial[i] = sum_j w[i,j] * y[slot_row[i,j]] in f32
+ * (in j order), stored in y's dtype. dtypes: 0 = f32, 1 = bf16. */
+int moep__cuda_combine_local(const void *y, int y_bf16, int32_t H, const int32_t *slot_row,
+                             const float *weight, int64_t n, int32_t k, void *partial,
+                             moep_stream_t stream);
+/* Combine, home side: out[t] = (acc ? out[t] : 0) + sum over ranks r in
+ * order of partial[token_rank_slot[t, r]], in f32. */
+int moep__cuda_combine_home(const void *partial, int p_bf16, int32_t H,
+                            const int32_t *token_rank_slot, int64_t T, int32_t R, void *out,
+                            int out_bf16, int accumulate, moep_stream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

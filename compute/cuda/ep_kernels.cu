@@ -1,0 +1,307 @@
+/*
+ * Dispatch / combine kernels: the permutation of token rows into send
+ * slots, the received metadata, the expert-major layout, and combine's two
+ * f32 reductions. The arithmetic follows transports/comm/combine.c exactly
+ * (f32, products and sums rounded separately, same order), so GPU and CPU
+ * results are bit-identical.
+ */
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include "cuda_kernels.h"
+#include "scan.cuh"
+
+namespace {
+
+/* ---- byte rows ---- */
+template <typename V>
+__device__ inline void copy_row(const uint8_t *src, uint8_t *dst, size_t bytes) {
+    const V *s = (const V *)src;
+    V *d = (V *)dst;
+    for (size_t i = threadIdx.x; i < bytes / sizeof(V); i += blockDim.x) d[i] = s[i];
+}
+
+int vec_of(size_t bytes) { return bytes % 16 == 0 ? 16 : bytes % 4 == 0 ? 4 : 1; }
+
+template <typename V>
+__global__ void pack_kernel(const uint8_t *x, size_t row_bytes, int32_t R, const int32_t *trs,
+                            uint8_t *send_x, const int32_t *topk_idx, const float *topk_w,
+                            int32_t k, int32_t *meta) {
+    int64_t t = blockIdx.x;
+    const V *src = (const V *)(x + (size_t)t * row_bytes);
+    int32_t slots[16];
+    int32_t ns = 0;
+    for (int32_t r = 0; r < R && ns < 16; r++) {
+        int32_t s = trs[t * R + r];
+        if (s >= 0) slots[ns++] = s;
+    }
+    for (size_t i = threadIdx.x; i < row_bytes / sizeof(V); i += blockDim.x) {
+        V v = src[i];
+        for (int32_t q = 0; q < ns; q++) ((V *)(send_x + (size_t)slots[q] * row_bytes))[i] = v;
+    }
+    if (R > 16) { /* rare: more ranks than held in registers */
+        for (int32_t r = 16; r < R; r++) {
+            int32_t s = trs[t * R + r];
+            if (s >= 0) copy_row<V>((const uint8_t *)src, send_x + (size_t)s * row_bytes, row_bytes);
+        }
+    }
+    if (meta == NULL) return;
+    for (int32_t r = 0; r < R; r++) {
+        int32_t s = trs[t * R + r];
+        if (s < 0) continue;
+        for (int32_t j = threadIdx.x; j < k; j += blockDim.x) {
+            meta[(size_t)s * 2 * k + j] = topk_idx[t * k + j];
+            meta[(size_t)s * 2 * k + k + j] = __float_as_int(topk_w[t * k + j]);
+        }
+    }
+}
+
+__global__ void unpack_meta_kernel(const int32_t *meta, int64_t n, int32_t k, int32_t E,
+                                   const int32_t *g2l, const int64_t *recv_offset, int32_t R,
+                                   int32_t *local_idx, float *weight, int32_t *src) {
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const int32_t *m = meta + (size_t)i * 2 * k;
+    for (int32_t j = 0; j < k; j++) {
+        int32_t e = m[j];
+        local_idx[i * k + j] = (e >= 0 && e < E) ? g2l[e] : -1;
+        weight[i * k + j] = __int_as_float(m[k + j]);
+    }
+    int32_t r = 0;
+    while (r + 1 < R && recv_offset[r + 1] <= i) r++;
+    src[i] = r;
+}
+
+__global__ void expert_rows_kernel(const int32_t *local_idx, int64_t n_slots, int32_t k,
+                                   const int64_t *expert_offset, int32_t *slot_row, int32_t *row_src) {
+    int32_t l = blockIdx.x;
+    int64_t base = expert_offset[l];
+    moep__block_chunk_scan(n_slots, [&](int64_t s) { return (int64_t)(local_idx[s] == l); },
+                           [&](int64_t s, int64_t before) {
+                               int32_t li = local_idx[s];
+                               if (li == l) {
+                                   slot_row[s] = (int32_t)(base + before);
+                                   row_src[base + before] = (int32_t)(s / k);
+                               } else if (li < 0 && l == 0) {
+                                   slot_row[s] = -1;
+                               }
+                           });
+}
+
+template <typename V>
+__global__ void gather_kernel(const uint8_t *recv_x, size_t row_bytes, const int32_t *row_src,
+                              uint8_t *expert_x) {
+    int64_t row = blockIdx.x;
+    int32_t src = row_src[row];
+    V *d = (V *)(expert_x + (size_t)row * row_bytes);
+    if (src < 0) {
+        for (size_t i = threadIdx.x; i < row_bytes / sizeof(V); i += blockDim.x) d[i] = V{};
+    } else {
+        copy_row<V>(recv_x + (size_t)src * row_bytes, (uint8_t *)d, row_bytes);
+    }
+}
+
+/* ---- f32 / bf16 element groups of N ---- */
+template <int N>
+__device__ inline void load(const void *base, bool bf16, size_t e, float *v) {
+    if (bf16) {
+        const uint16_t *p = (const uint16_t *)base + e;
+        if (N == 8) {
+            uint4 q = *(const uint4 *)p;
+            const uint32_t w[4] = {q.x, q.y, q.z, q.w};
+            for (int i = 0; i < 4; i++) {
+                v[2 * i] = __uint_as_float(w[i] << 16);
+                v[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+            }
+        } else {
+            for (int i = 0; i < N; i++) v[i] = __uint_as_float((uint32_t)p[i] << 16);
+        }
+    } else {
+        const float *p = (const float *)base + e;
+        if (N == 8) {
+            float4 a = *(const float4 *)p, b = *(const float4 *)(p + 4);
+            v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
+            v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+        } else {
+            for (int i = 0; i < N; i++) v[i] = p[i];
+        }
+    }
+}
+
+__device__ inline uint16_t to_bf16(float f) {
+    return __bfloat16_as_ushort(__float2bfloat16_rn(f));
+}
+
+template <int N>
+__device__ inline void store(void *base, bool bf16, size_t e, const float *v) {
+    if (bf16) {
+        uint16_t *p = (uint16_t *)base + e;
+        if (N == 8) {
+            uint4 q;
+            q.x = to_bf16(v[0]) | ((uint32_t)to_bf16(v[1]) << 16);
+            q.y = to_bf16(v[2]) | ((uint32_t)to_bf16(v[3]) << 16);
+            q.z = to_bf16(v[4]) | ((uint32_t)to_bf16(v[5]) << 16);
+            q.w = to_bf16(v[6]) | ((uint32_t)to_bf16(v[7]) << 16);
+            *(uint4 *)p = q;
+        } else {
+            for (int i = 0; i < N; i++) p[i] = to_bf16(v[i]);
+        }
+    } else {
+        float *p = (float *)base + e;
+        if (N == 8) {
+            *(float4 *)p = make_float4(v[0], v[1], v[2], v[3]);
+            *(float4 *)(p + 4) = make_float4(v[4], v[5], v[6], v[7]);
+        } else {
+            for (int i = 0; i < N; i++) p[i] = v[i];
+        }
+    }
+}
+
+template <int N>
+__global__ void combine_local_kernel(const void *y, bool y_bf16, int32_t H, const int32_t *slot_row,
+                                     const float *weight, int32_t k, void *partial) {
+    int64_t i = blockIdx.x;
+    for (int32_t d = threadIdx.x * N; d < H; d += blockDim.x * N) {
+        float acc[N], v[N];
+        for (int q = 0; q < N; q++) acc[q] = 0.0f;
+        for (int32_t j = 0; j < k; j++) {
+            int32_t row = slot_row[i * k + j];
+            if (row < 0) continue;
+            float w = weight[i * k + j];
+            load<N>(y, y_bf16, (size_t)row * H + d, v);
+            for (int q = 0; q < N; q++) acc[q] = __fadd_rn(acc[q], __fmul_rn(w, v[q]));
+        }
+        store<N>(partial, y_bf16, (size_t)i * H + d, acc);
+    }
+}
+
+template <int N>
+__global__ void combine_home_kernel(const void *partial, bool p_bf16, int32_t H,
+                                    const int32_t *trs, int32_t R, void *out, bool o_bf16,
+                                    bool accumulate) {
+    int64_t t = blockIdx.x;
+    for (int32_t d = threadIdx.x * N; d < H; d += blockDim.x * N) {
+        float acc[N], v[N];
+        if (accumulate)
+            load<N>(out, o_bf16, (size_t)t * H + d, acc);
+        else
+            for (int q = 0; q < N; q++) acc[q] = 0.0f;
+        for (int32_t r = 0; r < R; r++) {
+            int32_t s = trs[t * R + r];
+            if (s < 0) continue;
+            load<N>(partial, p_bf16, (size_t)s * H + d, v);
+            for (int q = 0; q < N; q++) acc[q] = __fadd_rn(acc[q], v[q]);
+        }
+        store<N>(out, o_bf16, (size_t)t * H + d, acc);
+    }
+}
+
+__global__ void headers_kernel(moep__cuda_header_args_t a, const int64_t *rank_count,
+                               const int64_t *expert_count, const int32_t *bad, uint8_t *msgs) {
+    int32_t r = blockIdx.x;
+    uint8_t *m = msgs + (size_t)r * a.msg_bytes;
+    if (threadIdx.x == 0) {
+        int32_t *h = (int32_t *)m;
+        h[0] = (int32_t)a.magic;
+        h[1] = (int32_t)a.version;
+        h[2] = a.hidden;
+        h[3] = a.top_k;
+        h[4] = a.dtype;
+        h[5] = a.wire_dtype;
+        h[6] = *bad ? a.status_if_bad : 0;
+        h[7] = 0;
+        *(int64_t *)(m + 32) = *bad ? 0 : rank_count[r];
+    }
+    int64_t *c = (int64_t *)(m + 40);
+    for (int32_t e = threadIdx.x; e < a.num_experts; e += blockDim.x) c[e] = *bad ? 0 : expert_count[e];
+}
+
+unsigned threads_for(size_t units) { return units >= 256 ? 256 : units >= 64 ? 128 : 64; }
+
+} // namespace
+
+extern "C" int moep__cuda_write_headers(const moep__cuda_header_args_t *a, const int64_t *rank_count,
+                                        const int64_t *expert_count, const int32_t *bad,
+                                        uint8_t *msgs, moep_stream_t stream) {
+    headers_kernel<<<a->num_ranks, 128, 0, (cudaStream_t)stream>>>(*a, rank_count, expert_count, bad,
+                                                                    msgs);
+    return cudaGetLastError();
+}
+
+extern "C" int moep__cuda_pack(const void *x, size_t row_bytes, int64_t T, int32_t R,
+                               const int32_t *trs, void *send_x, const int32_t *topk_idx,
+                               const float *topk_w, int32_t k, void *meta, moep_stream_t stream) {
+    if (T == 0) return cudaSuccess;
+    cudaStream_t s = (cudaStream_t)stream;
+    int v = vec_of(row_bytes);
+    unsigned th = threads_for(row_bytes / (size_t)v);
+    const uint8_t *xb = (const uint8_t *)x;
+    uint8_t *sb = (uint8_t *)send_x;
+    if (v == 16)
+        pack_kernel<uint4><<<(unsigned)T, th, 0, s>>>(xb, row_bytes, R, trs, sb, topk_idx, topk_w, k, (int32_t *)meta);
+    else if (v == 4)
+        pack_kernel<uint32_t><<<(unsigned)T, th, 0, s>>>(xb, row_bytes, R, trs, sb, topk_idx, topk_w, k, (int32_t *)meta);
+    else
+        pack_kernel<uint8_t><<<(unsigned)T, th, 0, s>>>(xb, row_bytes, R, trs, sb, topk_idx, topk_w, k, (int32_t *)meta);
+    return cudaGetLastError();
+}
+
+extern "C" int moep__cuda_unpack_meta(const void *meta, int64_t n, int32_t k, int32_t E,
+                                      const int32_t *g2l, const int64_t *recv_offset, int32_t R,
+                                      int32_t *local_idx, float *weight, int32_t *src,
+                                      moep_stream_t stream) {
+    if (n == 0) return cudaSuccess;
+    unpack_meta_kernel<<<(unsigned)((n + 255) / 256), 256, 0, (cudaStream_t)stream>>>(
+        (const int32_t *)meta, n, k, E, g2l, recv_offset, R, local_idx, weight, src);
+    return cudaGetLastError();
+}
+
+extern "C" int moep__cuda_expert_rows(const int32_t *local_idx, int64_t n_slots, int32_t k, int32_t L,
+                                      const int64_t *expert_offset, int32_t *slot_row,
+                                      int32_t *row_src, moep_stream_t stream) {
+    if (n_slots == 0 || L == 0) return cudaSuccess;
+    expert_rows_kernel<<<L, MOEP_SCAN_THREADS, 0, (cudaStream_t)stream>>>(local_idx, n_slots, k,
+                                                                         expert_offset, slot_row, row_src);
+    return cudaGetLastError();
+}
+
+extern "C" int moep__cuda_gather_rows(const void *recv_x, size_t row_bytes, const int32_t *row_src,
+                                      int64_t rows, void *expert_x, moep_stream_t stream) {
+    if (rows == 0) return cudaSuccess;
+    cudaStream_t s = (cudaStream_t)stream;
+    int v = vec_of(row_bytes);
+    unsigned th = threads_for(row_bytes / (size_t)v);
+    const uint8_t *r = (const uint8_t *)recv_x;
+    uint8_t *e = (uint8_t *)expert_x;
+    if (v == 16)
+        gather_kernel<uint4><<<(unsigned)rows, th, 0, s>>>(r, row_bytes, row_src, e);
+    else if (v == 4)
+        gather_kernel<uint32_t><<<(unsigned)rows, th, 0, s>>>(r, row_bytes, row_src, e);
+    else
+        gather_kernel<uint8_t><<<(unsigned)rows, th, 0, s>>>(r, row_bytes, row_src, e);
+    return cudaGetLastError();
+}
+
+extern "C" int moep__cuda_combine_local(const void *y, int y_bf16, int32_t H, const int32_t *slot_row,
+                                        const float *weight, int64_t n, int32_t k, void *partial,
+                                        moep_stream_t stream) {
+    if (n == 0) return cudaSuccess;
+    cudaStream_t s = (cudaStream_t)stream;
+    if (H % 8 == 0)
+        combine_local_kernel<8><<<(unsigned)n, threads_for((size_t)H / 8), 0, s>>>(y, y_bf16, H, slot_row, weight, k, partial);
+    else
+        combine_local_kernel<1><<<(unsigned)n, threads_for((size_t)H), 0, s>>>(y, y_bf16, H, slot_row, weight, k, partial);
+    return cudaGetLastError();
+}
+
+extern "C" int moep__cuda_combine_home(const void *partial, int p_bf16, int32_t H,
+                                       const int32_t *trs, int64_t T, int32_t R, void *out,
+                                       int out_bf16, int accumulate, moep_stream_t stream) {
+    if (T == 0) return cudaSuccess;
+    cudaStream_t s = (cudaStream_t)stream;
+    if (H % 8 == 0)
+        combine_home_kernel<8><<<(unsigned)T, threads_for((size_t)H / 8), 0, s>>>(partial, p_bf16, H, trs, R, out, out_bf16, accumulate);
+    else
+        combine_home_kernel<1><<<(unsigned)T, threads_for((size_t)H), 0, s>>>(partial, p_bf16, H, trs, R, out, out_bf16, accumulate);
+    return cudaGetLastError();
+}

@@ -1,0 +1,307 @@
+/*
+ * FP8 grouped GEMM for the expert FFN on sm_90a (wgmma e4m3 -> QGMMA).
+ *
+ * CTA: 3 warpgroups. Warpgroup 0 (one thread) feeds a STAGES-deep ring of
+ * shared-memory stages with TMA; warpgroups 1 and 2 each run
+ * m64n128k32 wgmma over the same 64 token rows (A) and their own 128 B rows.
+ * Per 128-wide K block the wgmma accumulator is promoted into an f32 sum
+ * scaled by a_scale(row) * b_scale(128x128 block) (DeepSeek-V3 recipe).
+ *
+ * GATEUP: B rows of consumer c are W1[i0+64c .. +64) then W3[same]: the
+ *   accumulator holds gate and up for the same 64 intermediate columns in the
+ *   same thread, so the epilogue does silu(g)*u, takes the 1x128 amax across
+ *   both consumers (the CTA covers 128 intermediate columns) and writes FP8 h
+ *   plus its scale: h never exists in bf16 in memory.
+ * DOWN: B rows of consumer c are W2[n0+128c .. +128); bf16 out.
+ */
+#include <cuda_bf16.h>
+#include <cuda_fp8.h>
+#include <cudaTypedefs.h>
+
+#include "ffn_cuda.h"
+#include "sm90_ptx.cuh"
+
+#define MOEP__G_STAGES 5
+#define MOEP__G_A_BYTES (64 * 128)
+#define MOEP__G_STAGE_BYTES (MOEP__G_A_BYTES + 4 * 64 * 128)
+#define MOEP__G_SMEM (MOEP__G_STAGES * MOEP__G_STAGE_BYTES + 2 * MOEP__G_STAGES * 8 + 512 + 1024)
+
+typedef struct moep__fp8_gemm_args {
+    const moep__ffn_tile_t *tiles;
+    const float *a_scales;  /* [N, nkb] */
+    const float *b0_scales; /* W1 or W2 scale stack */
+    const float *b1_scales; /* W3 (GATEUP) */
+    int64_t num_rows;       /* N */
+    int64_t b_scale_stride; /* floats per expert in a scale stack */
+    int32_t nkb;            /* ceil(K / 128) */
+    int32_t rows_b;         /* B rows per expert */
+    int32_t nblk_b;         /* ceil(rows_b / 128) */
+    int32_t n_out;          /* output columns */
+    int32_t nkb_out;        /* GATEUP: ceil(I / 128), scales per row of h */
+    uint8_t *hq;            /* GATEUP out [N, I] */
+    float *hs;              /* GATEUP out [N, nkb_out] */
+    __nv_bfloat16 *y;       /* DOWN out [N, H] */
+} moep__fp8_gemm_args_t;
+
+__device__ __forceinline__ float moep__silu(float g) { return g / (1.0f + expf(-g)); }
+
+__device__ __forceinline__ uint32_t moep__e4m3x2(float a, float b) {
+    return (uint32_t)__nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, __NV_E4M3);
+}
+
+template <bool GATEUP>
+__global__ void __launch_bounds__(384, 1)
+    moep__fp8_gemm_kernel(const __grid_constant__ CUtensorMap map_a,
+                          const __grid_constant__ CUtensorMap map_b0,
+                          const __grid_constant__ CUtensorMap map_b1,
+                          const moep__fp8_gemm_args_t args) {
+    extern __shared__ uint8_t smem_raw[];
+    uint8_t *smem = (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    uint64_t *full = (uint64_t *)(smem + MOEP__G_STAGES * MOEP__G_STAGE_BYTES);
+    uint64_t *empty = full + MOEP__G_STAGES;
+    float *red = (float *)(empty + MOEP__G_STAGES);
+
+    const moep__ffn_tile_t tile = args.tiles[blockIdx.y];
+    if (tile.expert < 0) return; /* whole CTA, before any barrier */
+    const int e = tile.expert;
+    const int n_cta = blockIdx.x * (GATEUP ? 128 : 256);
+    const int nkb = args.nkb;
+
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < MOEP__G_STAGES; ++s) {
+            moep__mbar_init(&full[s], 1);
+            moep__mbar_init(&empty[s], 256);
+        }
+        moep__fence_barrier_init();
+    }
+    __syncthreads();
+
+    if (threadIdx.x < 128) { /* producer */
+        if (threadIdx.x == 0) {
+            moep__tma_prefetch_desc(&map_a);
+            moep__tma_prefetch_desc(&map_b0);
+            if (GATEUP) moep__tma_prefetch_desc(&map_b1);
+            const int32_t arow = (int32_t)tile.row_start;
+            const int32_t brow = e * args.rows_b + n_cta;
+            for (int kb = 0; kb < nkb; ++kb) {
+                const int s = kb % MOEP__G_STAGES;
+                moep__mbar_wait(&empty[s], ((kb / MOEP__G_STAGES) & 1) ^ 1);
+                moep__mbar_expect_tx(&full[s], MOEP__G_STAGE_BYTES);
+                uint8_t *st = smem + s * MOEP__G_STAGE_BYTES;
+                const int32_t k = kb * 128;
+                moep__tma_load_2d(st, &map_a, &full[s], k, arow);
+                uint8_t *b = st + MOEP__G_A_BYTES;
+                if (GATEUP) {
+                    moep__tma_load_2d(b, &map_b0, &full[s], k, brow);
+                    moep__tma_load_2d(b + 8192, &map_b1, &full[s], k, brow);
+                    moep__tma_load_2d(b + 16384, &map_b0, &full[s], k, brow + 64);
+                    moep__tma_load_2d(b + 24576, &map_b1, &full[s], k, brow + 64);
+                } else {
+                    for (int j = 0; j < 4; ++j)
+                        moep__tma_load_2d(b + 8192 * j, &map_b0, &full[s], k, brow + 64 * j);
+                }
+            }
+        }
+        return;
+    }
+
+    /* consumers */
+    const int ct = threadIdx.x - 128;
+    const int cw = ct >> 7;
+    const int wi = (ct >> 5) & 3;
+    const int lane = ct & 31, q = lane & 3, g = lane >> 2;
+    const int r0 = 16 * wi + g, r1 = r0 + 8;
+    const int64_t last = args.num_rows - 1;
+    const int64_t ar0 = min(tile.row_start + r0, last), ar1 = min(tile.row_start + r1, last);
+    const float *as0 = args.a_scales + ar0 * nkb, *as1 = args.a_scales + ar1 * nkb;
+    int blk = (n_cta + (GATEUP ? 64 : 128) * cw) / 128;
+    if (blk > args.nblk_b - 1) blk = args.nblk_b - 1;
+    const int64_t boff = (int64_t)e * args.b_scale_stride + (int64_t)blk * nkb;
+    const float *bs0 = args.b0_scales + boff;
+    const float *bs1 = GATEUP ? args.b1_scales + boff : bs0;
+
+    float acc[64], sum[64];
+#pragma unroll
+    for (int i = 0; i < 64; ++i) acc[i] = sum[i] = 0.f;
+
+    for (int kb = 0; kb < nkb; ++kb) {
+        const int s = kb % MOEP__G_STAGES;
+        const float sa0 = __ldg(as0 + kb), sa1 = __ldg(as1 + kb);
+        const float sb0 = __ldg(bs0 + kb), sb1 = __ldg(bs1 + kb);
+        moep__mbar_wait(&full[s], (kb / MOEP__G_STAGES) & 1);
+        uint8_t *st = smem + s * MOEP__G_STAGE_BYTES;
+        const uint64_t da = moep__wgmma_desc(st);
+        const uint64_t db = moep__wgmma_desc(st + MOEP__G_A_BYTES + cw * 16384);
+        moep__wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk)
+            moep__wgmma_m64n128k32_e4m3(acc, da + 2 * kk, db + 2 * kk, kk > 0);
+        moep__wgmma_commit();
+        moep__wgmma_wait0();
+        moep__mbar_arrive(&empty[s]);
+        const float f00 = sa0 * sb0, f10 = sa1 * sb0, f01 = sa0 * sb1, f11 = sa1 * sb1;
+#pragma unroll
+        for (int c = 0; c < 16; ++c) {
+            const float fr0 = (GATEUP && c >= 8) ? f01 : f00;
+            const float fr1 = (GATEUP && c >= 8) ? f11 : f10;
+            sum[4 * c + 0] += acc[4 * c + 0] * fr0;
+            sum[4 * c + 1] += acc[4 * c + 1] * fr0;
+            sum[4 * c + 2] += acc[4 * c + 2] * fr1;
+            sum[4 * c + 3] += acc[4 * c + 3] * fr1;
+        }
+    }
+
+    const int64_t row0 = tile.row_start + r0, row1 = tile.row_start + r1;
+    const bool ok0 = row0 < tile.row_end, ok1 = row1 < tile.row_end;
+    if (GATEUP) {
+        const int I = args.n_out;
+        float am0 = 0.f, am1 = 0.f;
+#pragma unroll
+        for (int c = 0; c < 8; ++c) {
+#pragma unroll
+            for (int j = 0; j < 2; ++j) {
+                const bool okc = n_cta + 64 * cw + 8 * c + 2 * q + j < I;
+                const float h0 = moep__silu(sum[4 * c + j]) * sum[4 * (c + 8) + j];
+                const float h1 = moep__silu(sum[4 * c + 2 + j]) * sum[4 * (c + 8) + 2 + j];
+                sum[4 * c + j] = h0;
+                sum[4 * c + 2 + j] = h1;
+                if (okc) {
+                    am0 = fmaxf(am0, fabsf(h0));
+                    am1 = fmaxf(am1, fabsf(h1));
+                }
+            }
+        }
+#pragma unroll
+        for (int o = 1; o < 4; o <<= 1) {
+            am0 = fmaxf(am0, __shfl_xor_sync(0xffffffffu, am0, o));
+            am1 = fmaxf(am1, __shfl_xor_sync(0xffffffffu, am1, o));
+        }
+        if (q == 0) {
+            red[cw * 64 + r0] = am0;
+            red[cw * 64 + r1] = am1;
+        }
+        moep__named_bar(1, 256);
+        am0 = fmaxf(red[r0], red[64 + r0]);
+        am1 = fmaxf(red[r1], red[64 + r1]);
+        const float s0 = am0 == 0.f ? 1.f : __fdiv_rn(am0, 448.f);
+        const float s1 = am1 == 0.f ? 1.f : __fdiv_rn(am1, 448.f);
+#pragma unroll
+        for (int c = 0; c < 8; ++c) {
+            const int col = n_cta + 64 * cw + 8 * c + 2 * q;
+            if (col < I) {
+                if (ok0)
+                    *(uint16_t *)(args.hq + row0 * I + col) = (uint16_t)moep__e4m3x2(
+                        __fdiv_rn(sum[4 * c], s0), __fdiv_rn(sum[4 * c + 1], s0));
+                if (ok1)
+                    *(uint16_t *)(args.hq + row1 * I + col) = (uint16_t)moep__e4m3x2(
+                        __fdiv_rn(sum[4 * c + 2], s1), __fdiv_rn(sum[4 * c + 3], s1));
+            }
+        }
+        if (cw == 0 && q == 0) {
+            if (ok0) args.hs[row0 * args.nkb_out + n_cta / 128] = s0;
+            if (ok1) args.hs[row1 * args.nkb_out + n_cta / 128] = s1;
+        }
+    } else {
+        const int H = args.n_out;
+#pragma unroll
+        for (int c = 0; c < 16; ++c) {
+            const int col = n_cta + 128 * cw + 8 * c + 2 * q;
+            if (col < H) {
+                if (ok0)
+                    *(__nv_bfloat162 *)(args.y + row0 * H + col) =
+                        __floats2bfloat162_rn(sum[4 * c], sum[4 * c + 1]);
+                if (ok1)
+                    *(__nv_bfloat162 *)(args.y + row1 * H + col) =
+                        __floats2bfloat162_rn(sum[4 * c + 2], sum[4 * c + 3]);
+            }
+        }
+    }
+}
+
+/* cuTensorMapEncodeTiled through the runtime's driver entry point (no -lcuda). */
+static PFN_cuTensorMapEncodeTiled_v12000 moep__encode_fn(void) {
+    static PFN_cuTensorMapEncodeTiled_v12000 fn = NULL;
+    if (!fn) {
+        void *p = NULL;
+        cudaDriverEntryPointQueryResult q;
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault,
+                                             &q) == cudaSuccess &&
+            q == cudaDriverEntryPointSuccess)
+            fn = (PFN_cuTensorMapEncodeTiled_v12000)p;
+    }
+    return fn;
+}
+
+/* 2-D FP8 [rows, cols] map, boxes of 64 rows x 128 bytes, 128-byte swizzle. */
+static int moep__fp8_map(CUtensorMap *m, const void *base, int64_t rows, int64_t cols) {
+    PFN_cuTensorMapEncodeTiled_v12000 fn = moep__encode_fn();
+    if (!fn) return -1;
+    cuuint64_t dims[2] = {(cuuint64_t)cols, (cuuint64_t)(rows > 0 ? rows : 1)};
+    cuuint64_t strides[1] = {(cuuint64_t)cols};
+    cuuint32_t box[2] = {128, 64};
+    cuuint32_t es[2] = {1, 1};
+    CUresult r = fn(m, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, (void *)base, dims, strides, box, es,
+                    CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                    CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    return r == CUDA_SUCCESS ? 0 : -2;
+}
+
+template <bool GATEUP>
+static cudaError_t moep__fp8_launch(const CUtensorMap *a, const CUtensorMap *b0,
+                                    const CUtensorMap *b1, const moep__fp8_gemm_args_t *args,
+                                    int32_t max_tiles, cudaStream_t s) {
+    static bool attr = false;
+    if (!attr) {
+        cudaError_t err = cudaFuncSetAttribute(moep__fp8_gemm_kernel<GATEUP>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               MOEP__G_SMEM);
+        if (err != cudaSuccess) return err;
+        attr = true;
+    }
+    const int per_cta = GATEUP ? 128 : 256;
+    dim3 grid((unsigned)((args->n_out + per_cta - 1) / per_cta), (unsigned)max_tiles);
+    moep__fp8_gemm_kernel<GATEUP><<<grid, 384, MOEP__G_SMEM, s>>>(*a, *b0, *b1, *args);
+    return cudaGetLastError();
+}
+
+/* Returns 0, or -1 when the tensor maps cannot be made (err then unset), -2 on a CUDA error. */
+extern "C" int moep__fp8_ffn(const moep_expert_weights_t *w, const uint8_t *xq, const float *xs,
+                             int64_t n, const moep__ffn_tile_t *tiles, int32_t max_tiles,
+                             uint8_t *hq, float *hs, void *y, cudaStream_t s, cudaError_t *err) {
+    const int32_t E = w->num_experts, H = w->hidden, I = w->intermediate;
+    CUtensorMap mx, mh, m1, m3, m2;
+    if (moep__fp8_map(&mx, xq, n, H) || moep__fp8_map(&mh, hq, n, I) ||
+        moep__fp8_map(&m1, w->w1.data, (int64_t)E * I, H) ||
+        moep__fp8_map(&m3, w->w3.data, (int64_t)E * I, H) ||
+        moep__fp8_map(&m2, w->w2.data, (int64_t)E * H, I))
+        return -1;
+    moep__fp8_gemm_args_t a;
+    a.tiles = tiles;
+    a.num_rows = n;
+    a.hq = hq;
+    a.hs = hs;
+    a.y = (__nv_bfloat16 *)y;
+    a.nkb_out = (I + 127) / 128;
+
+    a.a_scales = xs;
+    a.b0_scales = (const float *)w->w1.scales;
+    a.b1_scales = (const float *)w->w3.scales;
+    a.nkb = (H + 127) / 128;
+    a.rows_b = I;
+    a.nblk_b = (I + 127) / 128;
+    a.b_scale_stride = (int64_t)a.nblk_b * a.nkb;
+    a.n_out = I;
+    *err = moep__fp8_launch<true>(&mx, &m1, &m3, &a, max_tiles, s);
+    if (*err != cudaSuccess) return -2;
+
+    a.a_scales = hs;
+    a.b0_scales = (const float *)w->w2.scales;
+    a.b1_scales = NULL;
+    a.nkb = (I + 127) / 128;
+    a.rows_b = H;
+    a.nblk_b = (H + 127) / 128;
+    a.b_scale_stride = (int64_t)a.nblk_b * a.nkb;
+    a.n_out = H;
+    *err = moep__fp8_launch<false>(&mh, &m2, &m2, &a, max_tiles, s);
+    return *err != cudaSuccess ? -2 : 0;
+}

@@ -1,0 +1,75 @@
+/*
+ * Dispatch layout on the GPU: which ranks each token goes to, per-rank and
+ * per-expert counts, and the slot numbering of routing/layout.c (slots
+ * grouped by destination rank, tokens ascending), by one deterministic scan.
+ */
+#include <cuda_runtime.h>
+
+#include "cuda_kernels.h"
+#include "scan.cuh"
+
+namespace {
+
+__global__ void count_kernel(const int32_t *topk_idx, int64_t T, int32_t k, int32_t E, int32_t R,
+                             const int32_t *expert_rank, uint8_t *flags, unsigned long long *rank_count,
+                             unsigned long long *expert_count, int32_t *bad) {
+    int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= T) return;
+    for (int32_t j = 0; j < k; j++) {
+        int32_t e = topk_idx[t * k + j];
+        if (e == -1) continue;
+        if (e < -1 || e >= E) {
+            atomicAdd(bad, 1);
+            continue;
+        }
+        atomicAdd(&expert_count[e], 1ull);
+        int32_t r = expert_rank[e];
+        uint8_t *f = &flags[(int64_t)r * T + t];
+        if (*f == 0) {
+            *f = 1;
+            atomicAdd(&rank_count[r], 1ull);
+        }
+    }
+}
+
+__global__ void slots_kernel(const uint8_t *flags, int64_t T, int32_t R, int32_t *token_rank_slot,
+                             int32_t *slot_token) {
+    int64_t n = T * R;
+    moep__block_chunk_scan(n, [&](int64_t i) { return (int64_t)flags[i]; },
+                           [&](int64_t i, int64_t before) {
+                               int64_t r = i / T, t = i % T;
+                               if (flags[i]) {
+                                   if (token_rank_slot) token_rank_slot[t * R + r] = (int32_t)before;
+                                   if (slot_token) slot_token[before] = (int32_t)t;
+                               } else if (token_rank_slot) {
+                                   token_rank_slot[t * R + r] = -1;
+                               }
+                           });
+}
+
+} // namespace
+
+extern "C" int moep__cuda_layout_count(const int32_t *topk_idx, int64_t T, int32_t k, int32_t E,
+                                       int32_t R, const int32_t *expert_rank, uint8_t *flags,
+                                       int64_t *rank_count, int64_t *expert_count, int32_t *bad,
+                                       moep_stream_t stream) {
+    cudaStream_t s = (cudaStream_t)stream;
+    cudaError_t e = cudaMemsetAsync(rank_count, 0, (size_t)R * sizeof(int64_t), s);
+    if (e == cudaSuccess) e = cudaMemsetAsync(expert_count, 0, (size_t)E * sizeof(int64_t), s);
+    if (e == cudaSuccess) e = cudaMemsetAsync(bad, 0, sizeof(int32_t), s);
+    if (e == cudaSuccess && T > 0) e = cudaMemsetAsync(flags, 0, (size_t)T * (size_t)R, s);
+    if (e != cudaSuccess || T == 0) return e;
+    count_kernel<<<(unsigned)((T + 255) / 256), 256, 0, s>>>(
+        topk_idx, T, k, E, R, expert_rank, flags, (unsigned long long *)rank_count,
+        (unsigned long long *)expert_count, bad);
+    return cudaGetLastError();
+}
+
+extern "C" int moep__cuda_layout_slots(const uint8_t *flags, int64_t T, int32_t R,
+                                       int32_t *token_rank_slot, int32_t *slot_token,
+                                       moep_stream_t stream) {
+    if (T == 0) return cudaSuccess;
+    slots_kernel<<<1, MOEP_SCAN_THREADS, 0, (cudaStream_t)stream>>>(flags, T, R, token_rank_slot,
+                                                                    slot_token);
+    return cudaGetLastError();
+}
