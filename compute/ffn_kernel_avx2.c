@@ -9,6 +9,7 @@
  */
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#include <string.h>
 
 #include "ffn_kernel.h"
 
@@ -68,5 +69,29 @@ AVX2 static void widen_bf16_avx2(const uint16_t *src, int64_t n, float *dst) {
     for (; i < n; i++) d[i] = (uint32_t)src[i] << 16;
 }
 
-const moep__ffn_kernel_t moep__ffn_kernel_avx2 = {"avx2", gemm_nt_avx2, widen_bf16_avx2};
+/*
+ * E2M1 -> f32, 8 codes (4 bytes) per step: each nibble moved into its own
+ * 32-bit lane by a variable shift, the magnitude looked up with a permute
+ * of the 8 non-negative values, the sign bit put back, times the scale: the
+ * same single rounding as moep__decode_e2m1_scaled (lut[code] * scale).
+ */
+AVX2 static void decode_fp4_avx2(const uint8_t *q, int64_t nbytes, float scale, float *dst) {
+    const __m256 mag = _mm256_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f);
+    const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+    const __m256 s = _mm256_set1_ps(scale);
+    int64_t j = 0;
+    for (; j + 4 <= nbytes; j += 4) {
+        uint32_t word;
+        memcpy(&word, q + j, 4);
+        __m256i codes = _mm256_srlv_epi32(_mm256_set1_epi32((int)word), shifts);
+        __m256 v = _mm256_permutevar8x32_ps(mag, codes); /* uses the low 3 bits */
+        __m256i sign = _mm256_slli_epi32(_mm256_and_si256(codes, _mm256_set1_epi32(8)), 28);
+        v = _mm256_xor_ps(v, _mm256_castsi256_ps(sign));
+        _mm256_storeu_ps(dst + 2 * j, _mm256_mul_ps(v, s));
+    }
+    if (j < nbytes) moep__ffn_kernel_generic.decode_fp4(q + j, nbytes - j, scale, dst + 2 * j);
+}
+
+const moep__ffn_kernel_t moep__ffn_kernel_avx2 = {"avx2", gemm_nt_avx2, widen_bf16_avx2,
+                                                  decode_fp4_avx2, moep__ffn_decode_fp8_lut};
 #endif

@@ -1,6 +1,7 @@
 /* Portable FFN kernel: same blocking and summation order as the AVX2 one
  * (8 partial sums per dot product, reduced at the end of the k block), in
  * plain C so any compiler and CPU run it. */
+#include "compute/quant/quant_tables.h"
 #include "ffn_kernel.h"
 
 static float dot8(const float *w, const float *x, int64_t kp) {
@@ -24,4 +25,15 @@ static void widen_bf16_generic(const uint16_t *src, int64_t n, float *dst) {
     for (int64_t i = 0; i < n; i++) d[i] = (uint32_t)src[i] << 16;
 }
 
-const moep__ffn_kernel_t moep__ffn_kernel_generic = {"generic", gemm_nt_generic, widen_bf16_generic};
+static void decode_fp4_generic(const uint8_t *q, int64_t nbytes, float scale, float *dst) {
+    moep__decode_e2m1_scaled(q, nbytes, scale, dst);
+}
+
+/* Shared with the AVX2 table: a 256-entry lookup is already the fast way on
+ * AVX2 without AVX-512 (a gather is slower than these scalar loads). */
+void moep__ffn_decode_fp8_lut(const uint8_t *q, int64_t n, float scale, float *dst) {
+    moep__decode_e4m3_scaled(q, n, scale, dst);
+}
+
+const moep__ffn_kernel_t moep__ffn_kernel_generic = {"generic", gemm_nt_generic, widen_bf16_generic,
+                                                     decode_fp4_generic, moep__ffn_decode_fp8_lut};

@@ -6,11 +6,6 @@
 
 static const char *const FN = "moep_expert_ffn";
 
-/* Formats this build can compute with. */
-static int format_supported(moep_weight_format_t f) {
-    return f == MOEP_WEIGHTS_F32 || f == MOEP_WEIGHTS_BF16;
-}
-
 static moep_status_t check_stack(const char *name, const moep_weight_stack_t *s,
                                  moep_weight_format_t f) {
     if (s->data == NULL) return moep__fail(MOEP_ERR_INVALID_ARG, "%s: %s.data is NULL", FN, name);
@@ -39,9 +34,6 @@ static moep_status_t check_weights(const moep_expert_weights_t *w) {
     if (w->hidden % block != 0 || w->intermediate % block != 0)
         return moep__fail(MOEP_ERR_SHAPE, "%s: %s needs hidden (%d) and intermediate (%d) to be multiples of %d",
                           FN, moep_weight_format_name(w->format), w->hidden, w->intermediate, block);
-    if (!format_supported(w->format))
-        return moep__fail(MOEP_ERR_UNSUPPORTED, "%s: weight format %s is not supported by this build",
-                          FN, moep_weight_format_name(w->format));
     return MOEP_OK;
 }
 

@@ -1,7 +1,35 @@
 /* Decoding weight row segments to f32, one function per storage format. */
 #include <string.h>
 
+#include "compute/quant/quant_tables.h"
 #include "ffn_weights.h"
+
+/*
+ * The block-scaled formats. k0 is always a multiple of the k block
+ * (FFN_KC, a multiple of 128), so a segment starts on a scale block.
+ */
+static void decode_fp8(const moep__ffn_kernel_t *k, const moep__wsrc_t *s, int64_t e, int64_t r,
+                       int64_t k0, int64_t n, float *dst) {
+    const int64_t B = MOEP__FP8_BLOCK, nbr = (s->rows + B - 1) / B, nbc = (s->cols + B - 1) / B;
+    const uint8_t *q = (const uint8_t *)s->stack.data + (e * s->rows + r) * s->cols;
+    const float *srow = (const float *)s->stack.scales + (e * nbr + r / B) * nbc;
+    for (int64_t c = k0; c < k0 + n; c += B)
+        k->decode_fp8(q + c, (k0 + n - c < B ? k0 + n - c : B), srow[c / B], dst + (c - k0));
+}
+
+static void decode_fp4(const moep__ffn_kernel_t *k, const moep__wsrc_t *s, int64_t e, int64_t r,
+                       int64_t k0, int64_t n, float *dst) {
+    const int nv = s->format == MOEP_WEIGHTS_NVFP4;
+    const int64_t B = nv ? MOEP__NV_BLOCK : MOEP__MX_BLOCK, row = e * s->rows + r;
+    const uint8_t *q = (const uint8_t *)s->stack.data + (row * s->cols + k0) / 2;
+    const uint8_t *sc = (const uint8_t *)s->stack.scales + row * (s->cols / B) + k0 / B;
+    const float global = nv ? s->stack.global_scale[e] : 1.0f;
+    for (int64_t b = 0; b < n / B; b++) {
+        /* NVFP4: the block scale times the global one, rounded once (as the reference). */
+        const float scale = nv ? moep__e4m3_lut[sc[b]] * global : moep__e8m0_decode(sc[b]);
+        k->decode_fp4(q + b * (B / 2), B / 2, scale, dst + b * B);
+    }
+}
 
 void moep__wsrc_decode(const moep__ffn_kernel_t *k, const moep__wsrc_t *s, int64_t e, int64_t r,
                        int64_t k0, int64_t n, float *dst) {
@@ -11,7 +39,10 @@ void moep__wsrc_decode(const moep__ffn_kernel_t *k, const moep__wsrc_t *s, int64
         memcpy(dst, (const float *)s->stack.data + at, (size_t)n * sizeof(float));
         break;
     case MOEP_WEIGHTS_BF16: k->widen_bf16((const uint16_t *)s->stack.data + at, n, dst); break;
-    default: memset(dst, 0, (size_t)n * sizeof(float)); break; /* rejected by the plan */
+    case MOEP_WEIGHTS_FP8_E4M3: decode_fp8(k, s, e, r, k0, n, dst); break;
+    case MOEP_WEIGHTS_MXFP4:
+    case MOEP_WEIGHTS_NVFP4: decode_fp4(k, s, e, r, k0, n, dst); break;
+    default: memset(dst, 0, (size_t)n * sizeof(float)); break; /* unreachable: plan checks */
     }
 }
 

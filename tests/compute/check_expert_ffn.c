@@ -50,6 +50,31 @@ START_TEST(test_dtype_combos) {
 }
 END_TEST
 
+/* Block-scaled weights, decoded tile by tile inside the kernel loop: checked
+ * against the float64 reference of the dequantized weights (f32 rounding).
+ * Shapes cross scale blocks, and H = 1088 crosses the 1024-wide k block. */
+START_TEST(test_quantized_formats) {
+    use_kernel(_i);
+    test_rng_t rng;
+    test_rng_init(&rng, test_seed("expert_ffn.quantized"));
+    const struct {
+        moep_weight_format_t f;
+        int32_t H, I;
+    } cases[] = {{MOEP_WEIGHTS_FP8_E4M3, 200, 136}, {MOEP_WEIGHTS_FP8_E4M3, 1100, 40},
+                 {MOEP_WEIGHTS_FP8_E4M3, 72, 7},    {MOEP_WEIGHTS_MXFP4, 96, 64},
+                 {MOEP_WEIGHTS_MXFP4, 1088, 32},    {MOEP_WEIGHTS_NVFP4, 48, 32},
+                 {MOEP_WEIGHTS_NVFP4, 1040, 16}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        int64_t counts[3] = {1 + test_rng_int(&rng, 5), 0, 1 + test_rng_int(&rng, 7)};
+        ffn_case_t c;
+        ffn_case_make(&c, &rng, 3, cases[k].H, cases[k].I, counts, 1, 2, cases[k].f,
+                      k % 2 ? MOEP_DTYPE_BF16 : MOEP_DTYPE_F32, MOEP_DTYPE_F32);
+        run_and_check(&c, 2, KERNELS[_i]);
+        ffn_case_free(&c);
+    }
+}
+END_TEST
+
 /* Sizes that are not multiples of any tile: k tails, odd I (half-filled
  * gate/up pair), H > the k block, row counts not multiples of 3. */
 START_TEST(test_ragged_shapes) {
@@ -173,6 +198,7 @@ Suite *moep_check_expert_ffn_suite(void) {
     const int nk = (int)(sizeof KERNELS / sizeof KERNELS[0]);
     tcase_add_loop_test(tc, test_dtype_combos, 0, nk);
     tcase_add_loop_test(tc, test_ragged_shapes, 0, nk);
+    tcase_add_loop_test(tc, test_quantized_formats, 0, nk);
     tcase_add_loop_test(tc, test_one_expert_all_rows, 0, nk);
     tcase_add_loop_test(tc, test_one_row_per_expert, 0, nk);
     tcase_add_test(tc, test_all_experts_empty);

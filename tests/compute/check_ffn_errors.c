@@ -91,7 +91,11 @@ START_TEST(test_scaled_formats) {
     fixture_t f;
     setup(&f);
     f.w.format = MOEP_WEIGHTS_FP8_E4M3;
+    f.w.w1.scales = f.w.w3.scales = f.w.w2.scales = NULL;
+    f.w.w1.global_scale = f.w.w3.global_scale = f.w.w2.global_scale = NULL;
     expect(&f, MOEP_ERR_INVALID_ARG, "fp8 without scales");
+    f.w.w1.scales = f.c.s1;
+    expect(&f, MOEP_ERR_INVALID_ARG, "fp8 without w3 scales");
     f.w.w1.scales = f.w.w3.scales = f.w.w2.scales = f.scales;
     f.w.format = MOEP_WEIGHTS_NVFP4;
     expect(&f, MOEP_ERR_INVALID_ARG, "nvfp4 without global_scale");

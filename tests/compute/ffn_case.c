@@ -10,24 +10,24 @@ static void *xmalloc(size_t n) {
     return p;
 }
 
-/* Random f32 values, stored as `fmt`; `values` gets what the library will read. */
-static void *make_weights(test_rng_t *rng, moep_weight_format_t fmt, size_t n, float scale,
-                          float **values) {
+/* Random f32 weights [E, rows, cols] stored as `fmt` (moep_quantize_weights);
+ * `values` gets them back as the library must read them. */
+static void *make_weights(test_rng_t *rng, moep_weight_format_t fmt, int32_t E, int32_t rows,
+                          int32_t cols, float scale, float **values, void **scales,
+                          float **global) {
+    const size_t n = (size_t)E * rows * cols;
     float *v = xmalloc(n * sizeof(float));
     test_fill_normal(rng, v, (int64_t)n, scale);
+    size_t data_bytes = 0, scale_bytes = 0;
+    ck_assert_ok(moep_weight_stack_bytes(fmt, E, rows, cols, &data_bytes, &scale_bytes));
+    void *data = xmalloc(data_bytes);
+    *scales = xmalloc(scale_bytes);
+    *global = xmalloc((size_t)E * sizeof(float));
+    moep_tensor_t src = moep_tensor_3d(v, MOEP_DTYPE_F32, E, rows, cols);
+    ck_assert_ok(moep_quantize_weights(fmt, &src, data, *scales, *global));
+    ck_assert_ok(moep_dequantize_weights(fmt, E, rows, cols, data, *scales, *global, &src));
     *values = v;
-    if (fmt == MOEP_WEIGHTS_F32) {
-        float *s = xmalloc(n * sizeof(float));
-        memcpy(s, v, n * sizeof(float));
-        return s;
-    }
-    ck_assert_int_eq(fmt, MOEP_WEIGHTS_BF16);
-    uint16_t *s = xmalloc(n * sizeof(uint16_t));
-    for (size_t i = 0; i < n; i++) {
-        s[i] = moep_f32_to_bf16(v[i]);
-        v[i] = moep_bf16_to_f32(s[i]);
-    }
-    return s;
+    return data;
 }
 
 static void *make_rows(test_rng_t *rng, moep_dtype_t t, size_t n, float **values) {
@@ -68,11 +68,10 @@ void ffn_case_make(ffn_case_t *c, test_rng_t *rng, int32_t E, int32_t H, int32_t
     c->offset[0] = pad_front;
     for (int32_t e = 0; e < E; e++) c->offset[e + 1] = c->offset[e] + counts[e];
     c->N = c->offset[E] + pad_back;
-    const size_t wn = (size_t)E * H * I;
     /* Scales keep g, u and y near 1 so relative errors mean something. */
-    c->w1 = make_weights(rng, format, wn, 1.0f / sqrtf((float)H), &c->v1);
-    c->w3 = make_weights(rng, format, wn, 1.0f / sqrtf((float)H), &c->v3);
-    c->w2 = make_weights(rng, format, wn, 1.0f / sqrtf((float)I), &c->v2);
+    c->w1 = make_weights(rng, format, E, I, H, 1.0f / sqrtf((float)H), &c->v1, &c->s1, &c->g1);
+    c->w3 = make_weights(rng, format, E, I, H, 1.0f / sqrtf((float)H), &c->v3, &c->s3, &c->g3);
+    c->w2 = make_weights(rng, format, E, H, I, 1.0f / sqrtf((float)I), &c->v2, &c->s2, &c->g2);
     c->x = make_rows(rng, x_dtype, (size_t)c->N * H, &c->xv);
     c->y = xmalloc((size_t)c->N * H * sizeof(float));
     fill_sentinel(y_dtype, (size_t)c->N * H, c->y);
@@ -86,6 +85,12 @@ void ffn_case_free(ffn_case_t *c) {
     free(c->v1);
     free(c->v3);
     free(c->v2);
+    free(c->s1);
+    free(c->s3);
+    free(c->s2);
+    free(c->g1);
+    free(c->g3);
+    free(c->g2);
     free(c->x);
     free(c->xv);
     free(c->y);
@@ -101,6 +106,12 @@ moep_expert_weights_t ffn_case_weights(const ffn_case_t *c) {
     w.w1.data = c->w1;
     w.w3.data = c->w3;
     w.w2.data = c->w2;
+    w.w1.scales = c->s1;
+    w.w3.scales = c->s3;
+    w.w2.scales = c->s2;
+    w.w1.global_scale = c->g1;
+    w.w3.global_scale = c->g3;
+    w.w2.global_scale = c->g2;
     return w;
 }
 

@@ -2,7 +2,8 @@
  * A random expert-FFN problem for the tests: weights in a given storage
  * format, activations, expert offsets with padding rows around them, and the
  * float64 reference computed from the exact values the library sees (inputs
- * after their bf16 rounding).
+ * after their bf16 rounding; quantized weights as moep_dequantize_weights
+ * gives them back).
  */
 #ifndef MOEP_TESTS_FFN_CASE_H
 #define MOEP_TESTS_FFN_CASE_H
@@ -16,6 +17,8 @@ typedef struct ffn_case {
     int64_t *offset;           /* [E+1] */
     moep_weight_format_t format;
     void *w1, *w3, *w2;        /* stored weights */
+    void *s1, *s3, *s2;        /* their scales (block-scaled formats) */
+    float *g1, *g3, *g2;       /* NVFP4 global scales [E] */
     float *v1, *v3, *v2;       /* their values as the library must see them */
     moep_dtype_t x_dtype, y_dtype;
     void *x, *y;               /* [N, H] */
