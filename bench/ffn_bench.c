@@ -240,6 +240,48 @@ static moep_expert_weights_t weights_view(const weights_set_t *ws, moep_weight_f
     return w;
 }
 
+/* Block-scaled copies of the f32 weights (moep_quantize_weights). */
+typedef struct quant_set {
+    void *data[3], *scales[3];
+    float *global[3];
+    size_t bytes; /* data + scales, all three stacks */
+} quant_set_t;
+
+static moep_expert_weights_t quantize_view(const weights_set_t *ws, moep_weight_format_t f,
+                                           quant_set_t *q) {
+    const float *src[3] = {ws->w1, ws->w3, ws->w2};
+    const int32_t rows[3] = {INTER, INTER, HID}, cols[3] = {HID, HID, INTER};
+    moep_expert_weights_t w = weights_view(ws, MOEP_WEIGHTS_F32);
+    moep_weight_stack_t *st[3] = {&w.w1, &w.w3, &w.w2};
+    w.format = f;
+    q->bytes = 0;
+    for (int m = 0; m < 3; m++) {
+        size_t db = 0, sb = 0;
+        moep_tensor_t t = moep_tensor_3d((void *)src[m], MOEP_DTYPE_F32, NEXP, rows[m], cols[m]);
+        if (moep_weight_stack_bytes(f, NEXP, rows[m], cols[m], &db, &sb) != MOEP_OK) exit(1);
+        q->data[m] = xalloc(db);
+        q->scales[m] = xalloc(sb);
+        q->global[m] = xalloc(NEXP * sizeof(float));
+        if (moep_quantize_weights(f, &t, q->data[m], q->scales[m], q->global[m]) != MOEP_OK) {
+            fprintf(stderr, "ffn_bench: moep_quantize_weights: %s\n", moep_last_error());
+            exit(1);
+        }
+        st[m]->data = q->data[m];
+        st[m]->scales = q->scales[m];
+        st[m]->global_scale = q->global[m];
+        q->bytes += db + sb;
+    }
+    return w;
+}
+
+static void free_quant(quant_set_t *q) {
+    for (int m = 0; m < 3; m++) {
+        free(q->data[m]);
+        free(q->scales[m]);
+        free(q->global[m]);
+    }
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 int main(int argc, char **argv) {
@@ -299,13 +341,20 @@ int main(int argc, char **argv) {
     if (prefill_only) return 0;
     /* Decode is a weight stream: bytes of weights read per second by format. */
     printf("\ndecode (64 tokens, 512 rows), weight streaming, moep only:\n");
-    printf("%-10s %10s %9s %12s %10s\n", "weights", "MB", "ms", "weight GB/s", "% copy bw");
+    printf("%-10s %10s %9s %12s %10s %10s %8s\n", "weights", "MB", "ms", "weight GB/s", "% copy bw",
+           "vs f32", "GFLOP/s");
     problem_t p;
     make_problem(&p, 64);
-    const moep_weight_format_t fmts[] = {MOEP_WEIGHTS_F32, MOEP_WEIGHTS_BF16};
+    const moep_weight_format_t fmts[] = {MOEP_WEIGHTS_F32, MOEP_WEIGHTS_BF16, MOEP_WEIGHTS_FP8_E4M3,
+                                         MOEP_WEIGHTS_MXFP4, MOEP_WEIGHTS_NVFP4};
+    double t_f32 = 0;
     for (size_t f = 0; f < sizeof fmts / sizeof fmts[0]; f++) {
-        const moep_expert_weights_t w = weights_view(&ws, fmts[f]);
-        const double bytes = 3.0 * NEXP * HID * INTER * (fmts[f] == MOEP_WEIGHTS_F32 ? 4 : 2);
+        quant_set_t q = {{NULL, NULL, NULL}, {NULL, NULL, NULL}, {NULL, NULL, NULL}, 0};
+        const int plain = fmts[f] == MOEP_WEIGHTS_F32 || fmts[f] == MOEP_WEIGHTS_BF16;
+        const moep_expert_weights_t w = plain ? weights_view(&ws, fmts[f]) : quantize_view(&ws, fmts[f], &q);
+        /* Weight bytes read per call, scales included. */
+        const double bytes = plain ? 3.0 * NEXP * HID * INTER * (fmts[f] == MOEP_WEIGHTS_F32 ? 4 : 2)
+                                   : (double)q.bytes;
         double best = 1e30;
         run_moep(&p, &w, p.y_moep, MOEP_DTYPE_F32, p.x);
         for (int r = 0; r < (reps > 0 ? reps : 5); r++) {
@@ -313,8 +362,11 @@ int main(int argc, char **argv) {
             run_moep(&p, &w, p.y_moep, MOEP_DTYPE_F32, p.x);
             best = fmin(best, now_s() - t);
         }
-        printf("%-10s %10.1f %9.2f %12.2f %9.0f%%\n", moep_weight_format_name(fmts[f]), bytes / 1e6,
-               best * 1e3, bytes / best / 1e9, 100.0 * bytes / best / 1e9 / copy_bw);
+        if (f == 0) t_f32 = best;
+        printf("%-10s %10.1f %9.2f %12.2f %9.0f%% %9.2fx %8.1f\n", moep_weight_format_name(fmts[f]),
+               bytes / 1e6, best * 1e3, bytes / best / 1e9, 100.0 * bytes / best / 1e9 / copy_bw,
+               t_f32 / best, 6.0 * (double)p.rows * HID * INTER / best / 1e9);
+        free_quant(&q);
     }
     free_problem(&p);
     return 0;

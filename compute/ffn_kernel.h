@@ -44,9 +44,11 @@ typedef void (*moep__gemm_nt_fn)(const float *const w[4], const float *x, int64_
 /* dst[i] = f32 value of the bf16 src[i], i < n (exact). */
 typedef void (*moep__widen_bf16_fn)(const uint16_t *src, int64_t n, float *dst);
 
-/* dst[0 .. 2*nbytes) = E2M1 codes of q (low nibble first) times scale,
- * exactly moep__decode_e2m1_scaled (compute/quant/quant_tables.h). */
-typedef void (*moep__decode_fp4_fn)(const uint8_t *q, int64_t nbytes, float scale, float *dst);
+/* dst[0 .. n) = E2M1 codes of q (two per byte, low nibble first), block b
+ * of `block` elements times scales[b]; n % block == 0, block % 8 == 0.
+ * Exactly moep__decode_e2m1_scaled (compute/quant/quant_tables.h) per block. */
+typedef void (*moep__decode_fp4_fn)(const uint8_t *q, int64_t n, const float *scales,
+                                    int64_t block, float *dst);
 /* dst[0 .. n) = E4M3 codes of q times scale, exactly moep__decode_e4m3_scaled. */
 typedef void (*moep__decode_fp8_fn)(const uint8_t *q, int64_t n, float scale, float *dst);
 
@@ -62,9 +64,6 @@ typedef struct moep__ffn_kernel {
 /* Widest kernel this CPU runs; MOEP_FFN_KERNEL=generic|avx2 overrides
  * (an unknown or unsupported name falls back to the automatic choice). */
 const moep__ffn_kernel_t *moep__ffn_kernel_select(void);
-
-/* The table-driven E4M3 decoder both tables use. */
-void moep__ffn_decode_fp8_lut(const uint8_t *q, int64_t n, float scale, float *dst);
 
 /* The implementations (ffn_kernel_generic.c, ffn_kernel_avx2.c). */
 extern const moep__ffn_kernel_t moep__ffn_kernel_generic;

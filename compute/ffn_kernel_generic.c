@@ -25,15 +25,15 @@ static void widen_bf16_generic(const uint16_t *src, int64_t n, float *dst) {
     for (int64_t i = 0; i < n; i++) d[i] = (uint32_t)src[i] << 16;
 }
 
-static void decode_fp4_generic(const uint8_t *q, int64_t nbytes, float scale, float *dst) {
-    moep__decode_e2m1_scaled(q, nbytes, scale, dst);
+static void decode_fp4_generic(const uint8_t *q, int64_t n, const float *scales, int64_t block,
+                               float *dst) {
+    for (int64_t b = 0; b < n / block; b++)
+        moep__decode_e2m1_scaled(q + b * block / 2, block / 2, scales[b], dst + b * block);
 }
 
-/* Shared with the AVX2 table: a 256-entry lookup is already the fast way on
- * AVX2 without AVX-512 (a gather is slower than these scalar loads). */
-void moep__ffn_decode_fp8_lut(const uint8_t *q, int64_t n, float scale, float *dst) {
+static void decode_fp8_generic(const uint8_t *q, int64_t n, float scale, float *dst) {
     moep__decode_e4m3_scaled(q, n, scale, dst);
 }
 
 const moep__ffn_kernel_t moep__ffn_kernel_generic = {"generic", gemm_nt_generic, widen_bf16_generic,
-                                                     decode_fp4_generic, moep__ffn_decode_fp8_lut};
+                                                     decode_fp4_generic, decode_fp8_generic};

@@ -32,7 +32,7 @@ enum {
     FFN_MAX_THREADS = 256,
 };
 /* k blocks start on a scale block of every format (FP8 128, MXFP4 32, NVFP4 16). */
-_Static_assert(FFN_KC % 128 == 0, "FFN_KC must be a multiple of the FP8 scale block");
+_Static_assert(FFN_KC % 128 == 0 && FFN_KC <= 1024, "FFN_KC: scale blocks, moep__wsrc_decode limit");
 #define FFN_BATCH_BYTES ((int64_t)16 << 20) /* x (f32) + A scratch per batch */
 
 static const char *const FN = "moep_expert_ffn";

@@ -4,6 +4,9 @@
 #include "compute/quant/quant_tables.h"
 #include "ffn_weights.h"
 
+/* Longest row segment decoded at once (the FFN's k block). */
+#define FFN_WEIGHTS_MAX_K 1024
+
 /*
  * The block-scaled formats. k0 is always a multiple of the k block
  * (FFN_KC, a multiple of 128), so a segment starts on a scale block.
@@ -24,11 +27,11 @@ static void decode_fp4(const moep__ffn_kernel_t *k, const moep__wsrc_t *s, int64
     const uint8_t *q = (const uint8_t *)s->stack.data + (row * s->cols + k0) / 2;
     const uint8_t *sc = (const uint8_t *)s->stack.scales + row * (s->cols / B) + k0 / B;
     const float global = nv ? s->stack.global_scale[e] : 1.0f;
-    for (int64_t b = 0; b < n / B; b++) {
+    float scales[FFN_WEIGHTS_MAX_K / MOEP__NV_BLOCK];
+    for (int64_t b = 0; b < n / B; b++)
         /* NVFP4: the block scale times the global one, rounded once (as the reference). */
-        const float scale = nv ? moep__e4m3_lut[sc[b]] * global : moep__e8m0_decode(sc[b]);
-        k->decode_fp4(q + b * (B / 2), B / 2, scale, dst + b * B);
-    }
+        scales[b] = nv ? moep__e4m3_lut[sc[b]] * global : moep__e8m0_decode(sc[b]);
+    k->decode_fp4(q, n, scales, B, dst);
 }
 
 void moep__wsrc_decode(const moep__ffn_kernel_t *k, const moep__wsrc_t *s, int64_t e, int64_t r,

@@ -17,7 +17,8 @@ typedef struct moep__wsrc {
     int64_t rows, cols; /* per expert */
 } moep__wsrc_t;
 
-/* dst[0..n) = f32 value of weight (expert e, row r, cols k0..k0+n). */
+/* dst[0..n) = f32 value of weight (expert e, row r, cols k0..k0+n);
+ * n <= 1024 and, for block-scaled formats, k0 on a scale block. */
 void moep__wsrc_decode(const moep__ffn_kernel_t *k, const moep__wsrc_t *s, int64_t e, int64_t r,
                        int64_t k0, int64_t n, float *dst);
 
