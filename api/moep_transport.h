@@ -87,6 +87,15 @@ typedef struct moep_transport_v1 {
     /* Cancel and free an unfinished request (after a timeout). */
     moep_status_t (*cancel)(void *tctx, void *req);
     moep_status_t (*progress)(void *tctx);
+
+    /* --- optional fast path (appended; check with MOEP_HAS_OP) ---
+     * Stream-ordered all-to-all-v of device bytes: send send_bytes[r] from
+     * send_buf + send_off[r] to every rank r (self included) and receive
+     * recv_bytes[r] into recv_buf + recv_off[r], enqueued on `stream`; returns
+     * once enqueued. Only with props.caps & MOEP_CAP_STREAM_ORDERED (NCCL). */
+    moep_status_t (*alltoallv)(void *tctx, const void *send_buf, const size_t *send_bytes,
+                               const size_t *send_off, void *recv_buf, const size_t *recv_bytes,
+                               const size_t *recv_off, moep_stream_t stream);
 } moep_transport_v1_t;
 
 typedef moep_transport_v1_t moep_transport_t;

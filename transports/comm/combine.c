@@ -84,6 +84,9 @@ static void reduce_home(const moep_handle_t *h, moep_dtype_t wire, moep_tensor_t
 moep_status_t moep_combine(moep_comm_t *c, const moep_combine_params_t *params, moep_handle_t *h) {
     MOEP_TRY(moep__comm_check_usable(c, FN));
     MOEP_CHECK_ARG(FN, h);
+#ifdef MOEP_HAVE_CUDA
+    if (c->device == MOEP_DEVICE_CUDA) return moep__gpu_combine(c, params, h);
+#endif
     if (h->comm != c || h->layout == NULL)
         return moep__fail(MOEP_ERR_INVALID_USAGE,
                           "%s: handle has no completed dispatch on this communicator", FN);

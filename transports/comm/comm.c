@@ -117,14 +117,21 @@ moep_status_t moep_comm_create(const moep_comm_params_t *params, const moep_boot
     moep_comm_params_init(&p);
     MOEP_TRY(moep__load_versioned(fn, &p, sizeof p, params));
     MOEP_TRY(validate_bootstrap(bs));
+#ifdef MOEP_HAVE_CUDA
+    if (p.device != MOEP_DEVICE_CPU && p.device != MOEP_DEVICE_CUDA)
+        return moep__fail(MOEP_ERR_INVALID_ARG, "%s: unknown device %d", fn, (int)p.device);
+#else
     if (p.device != MOEP_DEVICE_CPU)
         return moep__fail(MOEP_ERR_UNSUPPORTED, "%s: device buffers need the CUDA build", fn);
+#endif
 
     moep_comm_t *c = moep__calloc(fn, 1, sizeof *c);
     if (c == NULL) return MOEP_ERR_NO_MEMORY;
     c->rank = bs->rank;
     c->world_size = bs->world_size;
     c->timeout_ms = moep__timeout_ms(p.timeout_ms);
+    c->device = p.device;
+    c->device_id = p.device_id;
     moep_status_t st = build_placement(c, &p);
     if (st == MOEP_OK) st = check_agreement(c, bs);
     if (st == MOEP_OK) {
@@ -138,6 +145,9 @@ moep_status_t moep_comm_create(const moep_comm_params_t *params, const moep_boot
         };
         st = moep__transport_open(p.transport, &args, &c->vt, &c->tctx);
     }
+#ifdef MOEP_HAVE_CUDA
+    if (st == MOEP_OK && c->device == MOEP_DEVICE_CUDA) st = moep__gpu_comm_init(c);
+#endif
     if (st != MOEP_OK) {
         moep_comm_destroy(c);
         return st;
@@ -150,6 +160,9 @@ moep_status_t moep_comm_create(const moep_comm_params_t *params, const moep_boot
 
 void moep_comm_destroy(moep_comm_t *c) {
     if (c == NULL) return;
+#ifdef MOEP_HAVE_CUDA
+    moep__gpu_comm_free(c);
+#endif
     if (c->vt != NULL) moep__transport_close(c->vt, c->tctx);
     free(c->expert_rank);
     free(c->global_to_local);

@@ -21,6 +21,9 @@ struct moep_comm {
     uint64_t seq;              /* collective-call counter, equal on every rank */
     bool broken;               /* a collective failed half-way: only destroy is valid */
     char last_error[512];
+    moep_device_t device;      /* where dispatch/combine buffers live */
+    int32_t device_id;
+    struct moep__gpu_comm *gpu; /* CUDA build, device comms only (cuda/gpu_internal.h) */
 };
 
 /* Record an error on the comm (and the thread); returns s. */
@@ -113,6 +116,17 @@ struct moep_handle {
     float *scratch; /* per-thread f32 rows */
     size_t scratch_cap;
     uint64_t dispatch_wire_bytes, combine_wire_bytes;
+    struct moep__gpu_handle *gpu; /* device buffers of a GPU dispatch (CUDA build) */
 };
+
+#ifdef MOEP_HAVE_CUDA
+/* GPU path (transports/comm/cuda/): device comms route here. */
+moep_status_t moep__gpu_comm_init(moep_comm_t *c);
+void moep__gpu_comm_free(moep_comm_t *c);
+moep_status_t moep__gpu_dispatch(moep_comm_t *c, const moep_dispatch_params_t *p,
+                                 moep_handle_t **handle_p, moep_dispatch_result_t *res);
+moep_status_t moep__gpu_combine(moep_comm_t *c, const moep_combine_params_t *p, moep_handle_t *h);
+void moep__gpu_handle_free(moep_handle_t *h);
+#endif
 
 #endif

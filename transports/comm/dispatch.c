@@ -332,6 +332,9 @@ moep_status_t moep_dispatch(moep_comm_t *c, const moep_dispatch_params_t *params
     MOEP_TRY(moep__comm_check_usable(c, FN));
     MOEP_CHECK_ARG(FN, handle_p);
     MOEP_CHECK_ARG(FN, res);
+#ifdef MOEP_HAVE_CUDA
+    if (c->device == MOEP_DEVICE_CUDA) return moep__gpu_dispatch(c, params, handle_p, res);
+#endif
     moep_dispatch_params_t p;
     moep_dispatch_params_init(&p);
     MOEP_TRY(moep__load_versioned(FN, &p, sizeof p, params));

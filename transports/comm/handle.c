@@ -29,6 +29,9 @@ void moep_handle_bytes(const moep_handle_t *h, uint64_t *dispatch_sent, uint64_t
 
 void moep_handle_destroy(moep_handle_t *h) {
     if (h == NULL) return;
+#ifdef MOEP_HAVE_CUDA
+    moep__gpu_handle_free(h);
+#endif
     moep_layout_destroy(h->layout);
     free(h->send_count);
     free(h->recv_count);

@@ -1,0 +1,78 @@
+/*
+ * moep on CUDA: routing and layout kernels on a caller's stream, and the
+ * stream that GPU dispatch / combine use. Included by moep.h when
+ * MOEP_WITH_CUDA is defined (the CUDA build, --config=cuda, defines it for
+ * its users); these functions exist only in that build.
+ *
+ * Device tensors: moep_tensor_t with device = MOEP_DEVICE_CUDA and
+ * device_id = the CUDA ordinal; data is a device pointer. Every function
+ * here enqueues on `stream` (NULL = the legacy default stream) and returns
+ * once enqueued unless its comment names a host synchronisation.
+ * CUDA failures return MOEP_ERR_CUDA with cudaGetErrorString in the message.
+ *
+ * GPU dispatch / combine: create the communicator with params.device =
+ * MOEP_DEVICE_CUDA, params.device_id = this rank's GPU and transport "nccl"
+ * (or let the probe pick it); then moep_dispatch / moep_combine take device
+ * tensors and run on the communicator's stream (moep_comm_set_stream_cuda).
+ * Result differences from the CPU path: recv_x, recv_topk_idx,
+ * recv_topk_weights, expert_x and recv_src_rank are device memory;
+ * tokens_per_local_expert and expert_offset are host arrays.
+ * Host synchronisation: a fresh dispatch copies the exchanged counts
+ * (R headers of 40 + 8 E bytes) to the host once and waits for them: they
+ * size recv_x and expert_x. A dispatch with MOEP_DISPATCH_REUSE_LAYOUT and
+ * combine do not synchronise at all. A peer that stalls is detected at that
+ * one wait (MOEP_ERR_TIMEOUT after the comm's timeout, then ncclCommAbort);
+ * NCCL async errors surface as MOEP_ERR_CUDA / MOEP_ERR_REMOTE.
+ * Not on the GPU path yet: FP8 or bf16 wire formats different from x's dtype
+ * (MOEP_ERR_UNSUPPORTED).
+ */
+#ifndef MOEP_CUDA_H
+#define MOEP_CUDA_H
+
+#include "moep_comm.h"
+#include "moep_routing.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * moep_route on the GPU: same config, same results as the CPU version (ids
+ * identical, weights within 1e-6; the same ordering and tie rules).
+ *   scores [T, E] f32/bf16, token_ids [T] i64 (HASH), topk_idx [T, k] i32,
+ *   topk_weights [T, k] f32: device tensors. cfg->expert_bias is a HOST
+ *   array (copied on each call).
+ * NaN check: one 4-byte device->host copy and a wait on `stream` before the
+ * routing kernel (a NaN is reported as on the CPU and leaves the outputs
+ * untouched). Errors: as moep_route, plus MOEP_ERR_CUDA.
+ */
+MOEP_API moep_status_t moep_route_cuda(const moep_router_config_t *cfg, const moep_tensor_t *scores,
+                                       const moep_tensor_t *token_ids, moep_tensor_t *topk_idx,
+                                       moep_tensor_t *topk_weights, moep_stream_t stream);
+
+/*
+ * The counts of the dispatch layout on the GPU (moep_layout_t's
+ * tokens_per_rank, tokens_per_expert and token_rank_slot), no host sync.
+ *   topk_idx          [T, k] i32 device, -1 = masked.
+ *   expert_rank       [E] i32 HOST array, or NULL for contiguous blocks.
+ *   tokens_per_rank   [R] i64 device out.
+ *   tokens_per_expert [E] i64 device out.
+ *   token_rank_slot   [T, R] i32 device out (may be NULL).
+ * Ids outside [-1, E) are skipped and counted in *bad_ids (device i32, may
+ * be NULL): checking them would need a host sync.
+ */
+MOEP_API moep_status_t moep_layout_counts_cuda(const moep_tensor_t *topk_idx, int32_t num_experts,
+                                               int32_t num_ranks, const int32_t *expert_rank,
+                                               moep_tensor_t *tokens_per_rank,
+                                               moep_tensor_t *tokens_per_expert,
+                                               moep_tensor_t *token_rank_slot, int32_t *bad_ids,
+                                               moep_stream_t stream);
+
+/* Stream on which the comm's GPU dispatch / combine run (default NULL, the
+ * legacy stream). MOEP_ERR_INVALID_USAGE on a CPU communicator. */
+MOEP_API moep_status_t moep_comm_set_stream_cuda(moep_comm_t *comm, moep_stream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MOEP_CUDA_H */

@@ -1,0 +1,172 @@
+/*
+ * GPU dispatch + combine over NCCL, 2 ranks (one process per GPU): the
+ * results are checked against what the CPU path must produce
+ * (tests/comm/ep_workload.h, the same checks as the CPU suites): random and
+ * skewed (Zipf) routing, bf16, T from 0 to 8192, then the cached layout.
+ */
+#include <check.h>
+#include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ep_workload.h"
+#include "gpu_probe.h"
+#include "moep.h"
+#include "rank_harness.h"
+
+static const harness_config_t nccl_cfg = {"nccl", "nccl", {"NCCL_NVLS_ENABLE=0", NULL}, 1};
+
+#define RANK_FAIL(...)                   \
+    do {                                 \
+        snprintf(err, len, __VA_ARGS__); \
+        rc = 1;                          \
+        goto out;                        \
+    } while (0)
+
+static void *dcopy(const void *h, size_t bytes) {
+    void *d = NULL;
+    if (cudaMalloc(&d, bytes + 16) != cudaSuccess) return NULL;
+    if (h && bytes) cudaMemcpy(d, h, bytes, cudaMemcpyHostToDevice);
+    return d;
+}
+static void *hcopy(const void *d, size_t bytes) {
+    void *h = calloc(bytes + 16, 1);
+    if (d && bytes) cudaMemcpy(h, d, bytes, cudaMemcpyDeviceToHost);
+    return h;
+}
+static moep_tensor_t dev2d(void *p, moep_dtype_t t, int64_t a, int64_t b, int id) {
+    moep_tensor_t x = moep_tensor_2d(p, t, a, b);
+    x.device = MOEP_DEVICE_CUDA;
+    x.device_id = id;
+    return x;
+}
+
+/* The device result copied to the host, in the CPU result's shape. */
+static void to_host(const moep_dispatch_result_t *d, const ep_spec_t *s, moep_dispatch_result_t *h) {
+    size_t es = s->dtype == MOEP_DTYPE_BF16 ? 2 : 4, n = (size_t)d->num_recv, k = (size_t)s->top_k;
+    *h = *d;
+    h->recv_x.data = hcopy(d->recv_x.data, n * s->hidden * es);
+    h->recv_topk_idx.data = hcopy(d->recv_topk_idx.data, n * k * 4);
+    h->recv_topk_weights.data = hcopy(d->recv_topk_weights.data, n * k * 4);
+    h->recv_src_rank = hcopy(d->recv_src_rank, n * 4);
+    h->expert_x.data = hcopy(d->expert_x.data, (size_t)d->num_expert_rows * s->hidden * es);
+}
+static void free_host(moep_dispatch_result_t *h) {
+    free(h->recv_x.data);
+    free(h->recv_topk_idx.data);
+    free(h->recv_topk_weights.data);
+    free((void *)h->recv_src_rank);
+    free(h->expert_x.data);
+}
+
+static int gpu_rank(const harness_config_t *cfg, const moep_bootstrap_t *bs, void *arg, char *err,
+                    size_t len) {
+    (void)cfg;
+    const ep_spec_t *s = arg;
+    int32_t rank = bs->rank, rc = 0;
+    moep_comm_t *comm = NULL;
+    moep_handle_t *h = NULL;
+    ep_tokens_t t = {0};
+    void *dx = NULL, *didx = NULL, *dw = NULL, *dy = NULL, *dout = NULL, *ey = NULL, *out = NULL;
+    moep_dispatch_result_t hr = {0};
+    size_t es = s->dtype == MOEP_DTYPE_BF16 ? 2 : 4;
+    moep_comm_params_t cp;
+    moep_comm_params_init(&cp);
+    cp.transport = "nccl";
+    cp.num_experts = s->num_experts;
+    cp.timeout_ms = 60000;
+    cp.device = MOEP_DEVICE_CUDA;
+    cp.device_id = rank;
+    moep_status_t st = moep_comm_create(&cp, bs, &comm);
+    if (st != MOEP_OK) RANK_FAIL("comm: %s %s", moep_status_name(st), moep_last_error());
+    int32_t expert_rank[512];
+    for (int32_t e = 0; e < s->num_experts; e++) expert_rank[e] = e / (s->num_experts / s->world);
+    for (int version = 0; version < 2; version++) {
+        ep_tokens_free(&t);
+        ep_tokens_make(s, rank, version, &t);
+        cudaFree(dx), cudaFree(didx), cudaFree(dw);
+        dx = dcopy(t.x, (size_t)t.T * s->hidden * es);
+        didx = dcopy(t.topk_idx, (size_t)t.T * s->top_k * 4);
+        dw = dcopy(t.topk_w, (size_t)t.T * s->top_k * 4);
+        moep_tensor_t x = dev2d(dx, s->dtype, t.T, s->hidden, rank);
+        moep_tensor_t idx = dev2d(didx, MOEP_DTYPE_I32, t.T, s->top_k, rank);
+        moep_tensor_t w = dev2d(dw, MOEP_DTYPE_F32, t.T, s->top_k, rank);
+        moep_dispatch_params_t dp;
+        moep_dispatch_params_init(&dp);
+        dp.x = &x;
+        dp.topk_idx = &idx;
+        dp.topk_weights = &w;
+        dp.expert_alignment = s->alignment > 0 ? s->alignment : 1;
+        if (version == 1) dp.flags = MOEP_DISPATCH_REUSE_LAYOUT;
+        moep_dispatch_result_t r;
+        st = moep_dispatch(comm, &dp, &h, &r);
+        if (st != MOEP_OK) RANK_FAIL("dispatch v%d: %s %s", version, moep_status_name(st), moep_last_error());
+        free_host(&hr);
+        to_host(&r, s, &hr);
+        if (ep_check_dispatch(s, rank, version, expert_rank, &hr, err, len)) { rc = 1; goto out; }
+        free(ey);
+        ey = calloc((size_t)r.num_expert_rows * s->hidden + 1, es);
+        ep_expert_apply(s, &hr, moep_comm_local_experts(comm), ey);
+        cudaFree(dy), cudaFree(dout);
+        dy = dcopy(ey, (size_t)r.num_expert_rows * s->hidden * es);
+        dout = dcopy(NULL, (size_t)t.T * s->hidden * es);
+        moep_tensor_t eyt = dev2d(dy, s->dtype, r.num_expert_rows, s->hidden, rank);
+        moep_tensor_t ot = dev2d(dout, s->dtype, t.T, s->hidden, rank);
+        moep_combine_params_t cbp;
+        moep_combine_params_init(&cbp);
+        cbp.expert_y = &eyt;
+        cbp.out = &ot;
+        st = moep_combine(comm, &cbp, h);
+        if (st != MOEP_OK) RANK_FAIL("combine v%d: %s %s", version, moep_status_name(st), moep_last_error());
+        free(out);
+        out = hcopy(dout, (size_t)t.T * s->hidden * es);
+        if (ep_check_combine(s, rank, version, out, err, len)) { rc = 1; goto out; }
+    }
+out:
+    free_host(&hr);
+    ep_tokens_free(&t);
+    free(ey);
+    free(out);
+    cudaFree(dx), cudaFree(didx), cudaFree(dw), cudaFree(dy), cudaFree(dout);
+    moep_handle_destroy(h);
+    moep_comm_destroy(comm);
+    return rc;
+}
+
+static void run(route_pattern_t pat, int32_t T0, int32_t T1, int32_t H, int32_t align) {
+    ep_spec_t s = {.world = 2, .num_experts = 256, .top_k = 8, .hidden = H,
+                   .dtype = MOEP_DTYPE_BF16, .pattern = pat, .tokens = {T0, T1},
+                   .seed = 99 + (uint64_t)T0, .alignment = align};
+    char report[2048] = "";
+    int failed = harness_run(&nccl_cfg, 2, gpu_rank, &s, 240, report, sizeof report);
+    ck_assert_msg(failed == 0, "pattern %d T=%d/%d H=%d: %s", (int)pat, T0, T1, H, report);
+}
+
+START_TEST(ep_random) {
+    if (gpu_skip(2, "ep_random")) return;
+    run(ROUTE_RANDOM, 0, 0, 512, 1);
+    run(ROUTE_RANDOM, 1, 0, 512, 1);
+    run(ROUTE_RANDOM, 128, 77, 7168, 1);
+    run(ROUTE_RANDOM, 8192, 8192, 512, 128);
+}
+END_TEST
+
+START_TEST(ep_skewed) {
+    if (gpu_skip(2, "ep_skewed")) return;
+    run(ROUTE_ZIPF, 1000, 3000, 512, 1);
+    run(ROUTE_ZIPF, 8192, 4096, 256, 64);
+    run(ROUTE_ONE_EXPERT, 512, 512, 512, 1);
+    run(ROUTE_ALL_MASKED, 64, 64, 512, 1);
+}
+END_TEST
+
+Suite *moep_check_gpu_ep_suite(void) {
+    Suite *s = suite_create("gpu_ep");
+    TCase *tc = tcase_create("nccl");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, ep_random);
+    tcase_add_test(tc, ep_skewed);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -1,0 +1,164 @@
+/*
+ * GPU routing and layout counts against the CPU implementation: same
+ * inputs, ids identical, weights within 1e-6, counts identical.
+ */
+#include <check.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpu_probe.h"
+#include "moep.h"
+
+static uint64_t rng = 12345;
+static double unif(void) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (double)(rng >> 11) * 0x1p-53;
+}
+
+static moep_tensor_t dev(void *p, moep_dtype_t t, int64_t a, int64_t b, int nd) {
+    moep_tensor_t x = nd == 1 ? moep_tensor_1d(p, t, a) : moep_tensor_2d(p, t, a, b);
+    x.device = MOEP_DEVICE_CUDA;
+    return x;
+}
+
+static void *to_dev(const void *h, size_t bytes) {
+    void *d = NULL;
+    cudaError_t e = cudaMalloc(&d, bytes ? bytes : 1);
+    ck_assert_msg(e == cudaSuccess, "cudaMalloc(%zu): %s", bytes, cudaGetErrorString(e));
+    if (bytes && h != NULL) {
+        e = cudaMemcpy(d, h, bytes, cudaMemcpyHostToDevice);
+        int dev = -1;
+        cudaGetDevice(&dev);
+        ck_assert_msg(e == cudaSuccess, "cudaMemcpy(%p <- %p, %zu) on device %d: %s", d, h, bytes,
+                      dev, cudaGetErrorString(e));
+    }
+    return d;
+}
+
+/* One routing case on CPU and GPU; returns mismatching ids. */
+static void route_case(moep_route_kind_t kind, moep_dtype_t dt, int32_t E, int32_t k, int64_t T,
+                       int grouped, int limited) {
+    moep_router_config_t cfg;
+    moep_router_config_init(&cfg);
+    cfg.kind = kind;
+    cfg.num_experts = E;
+    cfg.top_k = k;
+    float *bias = calloc((size_t)E, sizeof(float));
+    for (int32_t e = 0; e < E; e++) bias[e] = (float)(unif() - 0.5) * 0.1f;
+    if (kind == MOEP_ROUTE_SIGMOID_GROUPED) {
+        cfg.n_group = grouped ? 8 : 1;
+        cfg.topk_group = grouped ? 4 : 1;
+        cfg.routed_scaling_factor = 2.5f;
+        cfg.expert_bias = bias;
+    }
+    if (limited) {
+        cfg.num_ranks = 4;
+        cfg.max_ranks_per_token = 2;
+    }
+    cfg.hash_seed = 7;
+    cfg.layer_id = 3;
+    size_t es = dt == MOEP_DTYPE_BF16 ? 2 : 4, n = (size_t)(T * E);
+    void *sc = malloc(n * es + 4);
+    for (size_t i = 0; i < n; i++) {
+        float v = (float)(unif() * 8 - 4);
+        if (i % 97 == 5) v = 1.0f; /* exact ties between experts */
+        if (dt == MOEP_DTYPE_BF16) ((uint16_t *)sc)[i] = moep_f32_to_bf16(v);
+        else ((float *)sc)[i] = v;
+    }
+    int64_t *ids = malloc((size_t)T * 8 + 8);
+    for (int64_t t = 0; t < T; t++) ids[t] = t * 31 + 5;
+    int32_t *ci = malloc((size_t)T * k * 4 + 4), *gi = malloc((size_t)T * k * 4 + 4);
+    float *cw = malloc((size_t)T * k * 4 + 4), *gw = malloc((size_t)T * k * 4 + 4);
+    moep_tensor_t hs = moep_tensor_2d(sc, dt, T, E), hid = moep_tensor_1d(ids, MOEP_DTYPE_I64, T);
+    moep_tensor_t hi = moep_tensor_2d(ci, MOEP_DTYPE_I32, T, k), hw = moep_tensor_2d(cw, MOEP_DTYPE_F32, T, k);
+    ck_assert_msg(moep_route(&cfg, &hs, &hid, &hi, &hw) == MOEP_OK, "cpu route: %s", moep_last_error());
+    void *dsc = to_dev(sc, n * es), *dids = to_dev(ids, (size_t)T * 8);
+    void *di = to_dev(NULL, (size_t)T * k * 4), *dw = to_dev(NULL, (size_t)T * k * 4);
+    moep_tensor_t ds = dev(dsc, dt, T, E, 2), did = dev(dids, MOEP_DTYPE_I64, T, 0, 1);
+    moep_tensor_t dti = dev(di, MOEP_DTYPE_I32, T, k, 2), dtw = dev(dw, MOEP_DTYPE_F32, T, k, 2);
+    moep_status_t st = moep_route_cuda(&cfg, &ds, &did, &dti, &dtw, NULL);
+    ck_assert_msg(st == MOEP_OK, "gpu route: %s", moep_last_error());
+    ck_assert_int_eq(cudaMemcpy(gi, di, (size_t)T * k * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+    ck_assert_int_eq(cudaMemcpy(gw, dw, (size_t)T * k * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+    for (int64_t i = 0; i < T * k; i++) {
+        ck_assert_msg(ci[i] == gi[i], "%s %s: id [%lld,%lld] cpu %d gpu %d",
+                      moep_route_kind_name(kind), moep_dtype_name(dt), (long long)(i / k),
+                      (long long)(i % k), ci[i], gi[i]);
+        ck_assert_msg(fabsf(cw[i] - gw[i]) <= 1e-6f, "%s: weight [%lld] cpu %.9g gpu %.9g",
+                      moep_route_kind_name(kind), (long long)i, cw[i], gw[i]);
+    }
+    /* layout counts of the same ids */
+    if (!limited) {
+        int32_t R = 4;
+        moep_layout_t *lay = NULL;
+        ck_assert_int_eq(moep_layout_create(&hi, E, R, NULL, &lay), MOEP_OK);
+        void *dr = to_dev(NULL, (size_t)R * 8), *de = to_dev(NULL, (size_t)E * 8);
+        void *dslot = to_dev(NULL, (size_t)(T * R) * 4);
+        moep_tensor_t tr = dev(dr, MOEP_DTYPE_I64, R, 0, 1), te = dev(de, MOEP_DTYPE_I64, E, 0, 1);
+        moep_tensor_t ts = dev(dslot, MOEP_DTYPE_I32, T, R, 2);
+        ck_assert_msg(moep_layout_counts_cuda(&dti, E, R, NULL, &tr, &te, &ts, NULL, NULL) == MOEP_OK,
+                      "layout: %s", moep_last_error());
+        int64_t hr[4], *he = malloc((size_t)E * 8);
+        int32_t *hslot = malloc((size_t)(T * R) * 4 + 4);
+        cudaMemcpy(hr, dr, (size_t)R * 8, cudaMemcpyDeviceToHost);
+        cudaMemcpy(he, de, (size_t)E * 8, cudaMemcpyDeviceToHost);
+        cudaMemcpy(hslot, dslot, (size_t)(T * R) * 4, cudaMemcpyDeviceToHost);
+        for (int32_t r = 0; r < R; r++) ck_assert_int_eq(hr[r], lay->tokens_per_rank[r]);
+        for (int32_t e = 0; e < E; e++) ck_assert_int_eq(he[e], lay->tokens_per_expert[e]);
+        for (int64_t i = 0; i < T * R; i++) ck_assert_int_eq(hslot[i], lay->token_rank_slot[i]);
+        moep_layout_destroy(lay);
+        free(he);
+        free(hslot);
+        cudaFree(dr);
+        cudaFree(de);
+        cudaFree(dslot);
+    }
+    cudaFree(dsc); cudaFree(dids); cudaFree(di); cudaFree(dw);
+    free(sc); free(ids); free(ci); free(gi); free(cw); free(gw); free(bias);
+}
+
+START_TEST(route_kinds_match_cpu) {
+    if (gpu_skip(1, "route_kinds_match_cpu")) return;
+    ck_assert_int_eq(cudaSetDevice(0), cudaSuccess);
+    for (int dt = 0; dt < 2; dt++) {
+        moep_dtype_t t = dt ? MOEP_DTYPE_BF16 : MOEP_DTYPE_F32;
+        route_case(MOEP_ROUTE_SOFTMAX_TOPK, t, 64, 6, 2048, 0, 0);
+        route_case(MOEP_ROUTE_TOPK_SOFTMAX, t, 128, 4, 2048, 0, 0);
+        route_case(MOEP_ROUTE_SIGMOID_GROUPED, t, 256, 8, 4096, 1, 0);
+        route_case(MOEP_ROUTE_SIGMOID_GROUPED, t, 64, 8, 1024, 0, 0);
+        route_case(MOEP_ROUTE_HASH, t, 256, 8, 2048, 0, 0);
+        route_case(MOEP_ROUTE_SOFTMAX_TOPK, t, 64, 4, 1024, 0, 1);
+        route_case(MOEP_ROUTE_SOFTMAX_TOPK, t, 64, 4, 0, 0, 0);
+    }
+}
+END_TEST
+
+START_TEST(route_nan_is_numeric) {
+    if (gpu_skip(1, "route_nan_is_numeric")) return;
+    ck_assert_int_eq(cudaSetDevice(0), cudaSuccess);
+    moep_router_config_t cfg;
+    moep_router_config_init(&cfg);
+    cfg.num_experts = 8;
+    cfg.top_k = 2;
+    float s[4 * 8] = {0};
+    s[2 * 8 + 3] = NAN;
+    void *d = to_dev(s, sizeof s), *di = to_dev(NULL, 32), *dw = to_dev(NULL, 32);
+    moep_tensor_t ds = dev(d, MOEP_DTYPE_F32, 4, 8, 2), ti = dev(di, MOEP_DTYPE_I32, 4, 2, 2);
+    moep_tensor_t tw = dev(dw, MOEP_DTYPE_F32, 4, 2, 2);
+    ck_assert_int_eq(moep_route_cuda(&cfg, &ds, NULL, &ti, &tw, NULL), MOEP_ERR_NUMERIC);
+    ck_assert_ptr_nonnull(strstr(moep_last_error(), "token 2"));
+    cudaFree(d); cudaFree(di); cudaFree(dw);
+}
+END_TEST
+
+Suite *moep_check_gpu_route_suite(void) {
+    Suite *s = suite_create("gpu_route");
+    TCase *tc = tcase_create("route");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, route_kinds_match_cpu);
+    tcase_add_test(tc, route_nan_is_numeric);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -1,0 +1,158 @@
+/* Device communicators: placement tables on the GPU, the stream, and the
+ * helpers the GPU dispatch and combine share. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpu_internal.h"
+
+moep_status_t moep__cuda_check(moep_comm_t *c, const char *fn, int err, const char *what) {
+    if (err == cudaSuccess) return MOEP_OK;
+    return moep__comm_fail(c, MOEP_ERR_CUDA, "%s: %s: %s", fn, what,
+                           cudaGetErrorString((cudaError_t)err));
+}
+
+moep_status_t moep__dbuf_reserve(moep_comm_t *c, const char *fn, moep__dbuf_t *b, size_t need) {
+    if (need <= b->cap && b->p != NULL) return MOEP_OK;
+    size_t grown = need + need / 4 + 256;
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, grown);
+    if (e != cudaSuccess) {
+        cudaGetLastError(); /* clear the sticky-free error state */
+        return moep__comm_fail(c, e == cudaErrorMemoryAllocation ? MOEP_ERR_NO_MEMORY : MOEP_ERR_CUDA,
+                               "%s: cudaMalloc(%zu): %s", fn, grown, cudaGetErrorString(e));
+    }
+    if (b->p != NULL) cudaFree(b->p);
+    b->p = p;
+    b->cap = grown;
+    return MOEP_OK;
+}
+
+void moep__dbuf_free(moep__dbuf_t *b) {
+    if (b->p != NULL) cudaFree(b->p);
+    b->p = NULL;
+    b->cap = 0;
+}
+
+moep_status_t moep__gpu_wait_event(moep_comm_t *c, const char *fn, cudaEvent_t ev, const char *what) {
+    double deadline = moep__now_ms() + c->timeout_ms;
+    for (;;) {
+        cudaError_t e = cudaEventQuery(ev);
+        if (e == cudaSuccess) return MOEP_OK;
+        if (e != cudaErrorNotReady) {
+            c->broken = true;
+            return moep__cuda_check(c, fn, e, what);
+        }
+        moep_status_t st = c->vt->progress(c->tctx);
+        if (st != MOEP_OK) {
+            c->broken = true;
+            return moep__comm_fail(c, st, "%s: %s: %s", fn, what, moep_last_error());
+        }
+        if (moep__now_ms() > deadline) {
+            c->vt->cancel(c->tctx, NULL); /* nccl: ncclCommAbort */
+            c->broken = true;
+            return moep__comm_fail(c, MOEP_ERR_TIMEOUT,
+                                   "%s (rank %d): timed out after %d ms waiting for %s (a peer is "
+                                   "dead or stalled); the transport was aborted",
+                                   fn, c->rank, (int)c->timeout_ms, what);
+        }
+    }
+}
+
+moep_status_t moep__check_cuda_tensor(const moep_comm_t *c, const char *fn, const char *name,
+                                      const moep_tensor_t *t, int ndim, int dtype,
+                                      const int64_t *shape) {
+    if (t != NULL && moep_tensor_numel(t) > 0 &&
+        (t->device != MOEP_DEVICE_CUDA || t->device_id != c->device_id))
+        return moep__fail(MOEP_ERR_INVALID_ARG, "%s: %s must be on CUDA device %d (comm's device)",
+                          fn, name, (int)c->device_id);
+    if (t == NULL) return moep__fail(MOEP_ERR_INVALID_ARG, "%s: %s is NULL", fn, name);
+    /* the host checker does the rest on a host-labelled view */
+    moep_tensor_t v = *t;
+    v.device = MOEP_DEVICE_CPU;
+    return moep__check_tensor(fn, name, &v, ndim, dtype, shape);
+}
+
+moep_status_t moep__gpu_alltoallv_rows(moep_comm_t *c, const char *fn, const void *send,
+                                       const int64_t *send_count, const int64_t *send_off,
+                                       void *recv, const int64_t *recv_count,
+                                       const int64_t *recv_off, size_t row_bytes, uint64_t *wire_p) {
+    int32_t R = c->world_size;
+    size_t *v = calloc((size_t)R * 4, sizeof(size_t));
+    if (v == NULL) return moep__comm_fail(c, MOEP_ERR_NO_MEMORY, "%s: out of memory", fn);
+    size_t *sb = v, *so = v + R, *rb = v + 2 * R, *ro = v + 3 * R;
+    for (int32_t r = 0; r < R; r++) {
+        sb[r] = (size_t)send_count[r] * row_bytes;
+        so[r] = (size_t)send_off[r] * row_bytes;
+        rb[r] = (size_t)recv_count[r] * row_bytes;
+        ro[r] = (size_t)recv_off[r] * row_bytes;
+        if (r != c->rank && wire_p != NULL) *wire_p += sb[r];
+    }
+    moep_stream_t s = c->gpu->stream;
+    moep_status_t st = c->vt->alltoallv(c->tctx, send, sb, so, recv, rb, ro, s);
+    free(v);
+    if (st != MOEP_OK) {
+        c->broken = true;
+        return moep__comm_fail(c, st, "%s (rank %d): %s", fn, c->rank, moep_last_error());
+    }
+    return MOEP_OK;
+}
+
+moep_status_t moep__gpu_comm_init(moep_comm_t *c) {
+    static const char *fn = "moep_comm_create";
+    moep_transport_props_t props;
+    memset(&props, 0, sizeof props);
+    if (c->vt->get_props != NULL) c->vt->get_props(c->tctx, &props);
+    if (!MOEP_HAS_OP(c->vt, alltoallv) || !(props.caps & MOEP_CAP_STREAM_ORDERED) ||
+        !(props.caps & MOEP_CAP_CUDA_MEM))
+        return moep__fail(MOEP_ERR_UNSUPPORTED,
+                          "%s: transport %s cannot move device buffers on a stream; device "
+                          "communicators need nccl", fn, c->vt->name);
+    MOEP_TRY(moep__cuda_check(c, fn, cudaSetDevice(c->device_id), "cudaSetDevice"));
+    c->gpu = moep__calloc(fn, 1, sizeof *c->gpu);
+    if (c->gpu == NULL) return MOEP_ERR_NO_MEMORY;
+    size_t bytes = (size_t)c->num_experts * sizeof(int32_t);
+    moep_status_t st =
+        moep__cuda_check(c, fn, cudaMalloc((void **)&c->gpu->expert_rank, bytes), "cudaMalloc");
+    if (st == MOEP_OK)
+        st = moep__cuda_check(c, fn, cudaMalloc((void **)&c->gpu->global_to_local, bytes), "cudaMalloc");
+    if (st == MOEP_OK)
+        st = moep__cuda_check(c, fn, cudaMemcpy(c->gpu->expert_rank, c->expert_rank, bytes,
+                                                cudaMemcpyHostToDevice), "cudaMemcpy");
+    if (st == MOEP_OK)
+        st = moep__cuda_check(c, fn, cudaMemcpy(c->gpu->global_to_local, c->global_to_local, bytes,
+                                                cudaMemcpyHostToDevice), "cudaMemcpy");
+    return st;
+}
+
+void moep__gpu_comm_free(moep_comm_t *c) {
+    if (c->gpu == NULL) return;
+    cudaFree(c->gpu->expert_rank);
+    cudaFree(c->gpu->global_to_local);
+    free(c->gpu);
+    c->gpu = NULL;
+}
+
+moep_status_t moep_comm_set_stream_cuda(moep_comm_t *c, moep_stream_t stream) {
+    MOEP_CHECK_ARG("moep_comm_set_stream_cuda", c);
+    if (c->gpu == NULL)
+        return moep__fail(MOEP_ERR_INVALID_USAGE,
+                          "moep_comm_set_stream_cuda: not a device communicator");
+    c->gpu->stream = stream;
+    return MOEP_OK;
+}
+
+void moep__gpu_handle_free(moep_handle_t *h) {
+    struct moep__gpu_handle *g = h->gpu;
+    if (g == NULL) return;
+    moep__dbuf_t *all[] = {&g->flags, &g->trs, &g->rank_count, &g->expert_count, &g->bad,
+                           &g->send_hdr, &g->recv_hdr, &g->send_x, &g->send_meta, &g->recv_x,
+                           &g->recv_meta, &g->local_idx, &g->weight, &g->src, &g->slot_row,
+                           &g->row_src, &g->expert_x, &g->recv_offset, &g->expert_offset,
+                           &g->partial_send, &g->partial_recv};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) moep__dbuf_free(all[i]);
+    if (g->host != NULL) cudaFreeHost(g->host);
+    if (g->counts_ready != NULL) cudaEventDestroy(g->counts_ready);
+    free(g->rank_offset);
+    free(g);
+    h->gpu = NULL;
+}

@@ -1,0 +1,369 @@
+/*
+ * GPU dispatch (device communicators): the same semantics and results as
+ * dispatch.c, with every per-token step in CUDA kernels (compute/cuda) and
+ * the exchange on the transport's stream-ordered alltoallv (NCCL).
+ *
+ * Fresh dispatch, all on the comm's stream:
+ *   layout counts + slots -> per-peer count messages (header + E expert
+ *   counts) -> alltoallv of the messages -> copy them to pinned host memory
+ *   and record an event -> pack x rows and ids/weights into send slots
+ *   -> host waits for the event (the one host sync: counts size recv_x and
+ *   expert_x) -> alltoallv of x rows (straight into recv_x) and of the meta
+ *   -> received ids to local ids -> expert-major rows.
+ * Cached dispatch (MOEP_DISPATCH_REUSE_LAYOUT): pack -> alltoallv -> expert
+ * rows; no host sync.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpu_internal.h"
+
+static const char *const FN = "moep_dispatch";
+
+moep_status_t moep__handle_create(moep_comm_t *c, moep_handle_t **h_p);
+
+#define HDR_BYTES 40 /* moep_dispatch_header_t */
+
+static size_t esize(moep_dtype_t t) { return t == MOEP_DTYPE_BF16 ? 2 : 4; }
+
+static moep_status_t check_inputs(moep_comm_t *c, const moep_dispatch_params_t *p, bool reuse) {
+    const int64_t any2[2] = {MOEP_ANY, MOEP_ANY};
+    MOEP_TRY(moep__check_cuda_tensor(c, FN, "x", p->x, 2, MOEP_ANY, any2));
+    if (p->x->dtype != MOEP_DTYPE_F32 && p->x->dtype != MOEP_DTYPE_BF16)
+        return moep__fail(MOEP_ERR_SHAPE, "%s: x must be f32 or bf16, got %s", FN,
+                          moep_dtype_name(p->x->dtype));
+    if (p->x->shape[1] <= 0 || p->x->shape[1] > (1 << 24) || p->x->shape[0] > INT32_MAX)
+        return moep__fail(MOEP_ERR_SHAPE, "%s: x shape [%lld, %lld] out of range", FN,
+                          (long long)p->x->shape[0], (long long)p->x->shape[1]);
+    if (p->wire_dtype != 0 && p->wire_dtype != p->x->dtype)
+        return moep__fail(MOEP_ERR_UNSUPPORTED, "%s: wire dtype %s differs from x (%s): not on "
+                          "the GPU path yet", FN, moep_dtype_name(p->wire_dtype),
+                          moep_dtype_name(p->x->dtype));
+    if (p->expert_alignment < 1 || p->expert_alignment > 4096)
+        return moep__fail(MOEP_ERR_INVALID_ARG, "%s: expert_alignment %d outside [1, 4096]", FN,
+                          p->expert_alignment);
+    if (reuse) return MOEP_OK;
+    const int64_t idx_shape[2] = {p->x->shape[0], MOEP_ANY};
+    MOEP_TRY(moep__check_cuda_tensor(c, FN, "topk_idx", p->topk_idx, 2, MOEP_DTYPE_I32, idx_shape));
+    int64_t k = p->topk_idx->shape[1];
+    if (k <= 0 || k > c->num_experts)
+        return moep__fail(MOEP_ERR_SHAPE, "%s: top-k %lld outside [1, %d]", FN, (long long)k,
+                          c->num_experts);
+    const int64_t w_shape[2] = {p->x->shape[0], k};
+    return moep__check_cuda_tensor(c, FN, "topk_weights", p->topk_weights, 2, MOEP_DTYPE_F32, w_shape);
+}
+
+/* Pinned host staging: received messages, our rank counts, bad ids,
+ * receive offsets, expert offsets. */
+typedef struct staging {
+    uint8_t *msgs;
+    int64_t *rank_count, *recv_offset, *expert_offset;
+    int32_t *bad;
+} staging_t;
+
+static moep_status_t reserve_fresh(moep_comm_t *c, moep_handle_t *h, staging_t *sg) {
+    struct moep__gpu_handle *g = h->gpu;
+    int32_t R = c->world_size, E = c->num_experts, L = c->num_local_experts, k = h->top_k;
+    size_t T = (size_t)h->num_tokens, row = (size_t)h->hidden * esize(h->dtype);
+    size_t max_slots = T * (size_t)(R < k ? R : k);
+    g->msg_bytes = (HDR_BYTES + 8 * (size_t)E + 15) / 16 * 16;
+    MOEP_TRY(moep__dbuf_reserve(c, FN, &g->flags, T * R));
+    MOEP_TRY(moep__dbuf_reserve(c, FN, &g->trs, T * R * 4));
+    MOEP_TRY(moep__dbuf_reserve(c, FN, &g->rank_count, (size_t)R * 8));
+    MOEP_TRY(moep__dbuf_reserve(c, FN, &g->expert_count, (size_t)E * 8));
+    MOEP_TRY(moep__dbuf_reserve(c, FN, &g->bad, 16));
+    MOEP_TRY(moep__dbuf_reserve(c, FN, &g->send_hdr, (size_t)R * g->msg_bytes));
+    MOEP_TRY(moep__dbuf_reserve(c, FN, &g->recv_hdr, (size_t)R * g->msg_bytes));
+    MOEP_TRY(moep__dbuf_reserve(c, FN, &g->send_x, max_slots * row));
+    MOEP_TRY(moep__dbuf_reserve(c, FN, &g->send_meta, max_slots * 8 * (size_t)k));
+    size_t host = (size_t)R * g->msg_bytes + (size_t)R * 8 + 16 + (size_t)(R + 1) * 8 +
+                  (size_t)(L + 1) * 8;
+    if (host > g->host_cap) {
+        if (g->host != NULL) cudaFreeHost(g->host);
+        g->host = NULL;
+        g->host_cap = 0;
+        MOEP_TRY(moep__cuda_check(c, FN, cudaMallocHost(&g->host, host), "cudaMallocHost"));
+        g->host_cap = host;
+    }
+    if (g->counts_ready == NULL)
+        MOEP_TRY(moep__cuda_check(c, FN, cudaEventCreateWithFlags(&g->counts_ready,
+                                                                  cudaEventDisableTiming),
+                                  "cudaEventCreate"));
+    free(g->rank_offset);
+    g->rank_offset = moep__calloc(FN, (size_t)R + 1, sizeof(int64_t));
+    if (g->rank_offset == NULL) return MOEP_ERR_NO_MEMORY;
+    sg->msgs = g->host;
+    sg->rank_count = (int64_t *)(sg->msgs + (size_t)R * g->msg_bytes);
+    sg->bad = (int32_t *)(sg->rank_count + R);
+    sg->recv_offset = sg->rank_count + R + 2;
+    sg->expert_offset = sg->recv_offset + R + 1;
+    return MOEP_OK;
+}
+
+/* Layout, count messages and their exchange, then the copy home. */
+static moep_status_t exchange_counts(moep_comm_t *c, moep_handle_t *h, const moep_dispatch_params_t *p,
+                                     const staging_t *sg) {
+    struct moep__gpu_handle *g = h->gpu;
+    moep_stream_t s = c->gpu->stream;
+    int32_t R = c->world_size, E = c->num_experts, k = h->top_k;
+    int64_t T = h->num_tokens;
+    int err = moep__cuda_layout_count(p->topk_idx->data, T, k, E, R, c->gpu->expert_rank, g->flags.p,
+                                      g->rank_count.p, g->expert_count.p, g->bad.p, s);
+    if (!err) err = moep__cuda_layout_slots(g->flags.p, T, R, g->trs.p, NULL, s);
+    moep__cuda_header_args_t ha = {MOEP_DISPATCH_MAGIC, MOEP_DISPATCH_VERSION, h->hidden, k,
+                                   (int32_t)h->dtype, (int32_t)h->wire_dtype,
+                                   (int32_t)MOEP_ERR_OUT_OF_RANGE, E, R, g->msg_bytes};
+    if (!err) err = moep__cuda_write_headers(&ha, g->rank_count.p, g->expert_count.p, g->bad.p,
+                                             g->send_hdr.p, s);
+    MOEP_TRY(moep__cuda_check(c, FN, err, "layout kernels"));
+    int64_t *one = calloc((size_t)R * 2, sizeof(int64_t));
+    if (one == NULL) return moep__comm_fail(c, MOEP_ERR_NO_MEMORY, "%s: out of memory", FN);
+    for (int32_t r = 0; r < R; r++) {
+        one[r] = 1;
+        one[R + r] = r;
+    }
+    moep_status_t st = moep__gpu_alltoallv_rows(c, FN, g->send_hdr.p, one, one + R, g->recv_hdr.p,
+                                                one, one + R, g->msg_bytes, NULL);
+    free(one);
+    MOEP_TRY(st);
+    cudaStream_t cs = (cudaStream_t)s;
+    err = cudaMemcpyAsync(sg->msgs, g->recv_hdr.p, (size_t)R * g->msg_bytes, cudaMemcpyDeviceToHost, cs);
+    if (!err) err = cudaMemcpyAsync(sg->rank_count, g->rank_count.p, (size_t)R * 8, cudaMemcpyDeviceToHost, cs);
+    if (!err) err = cudaMemcpyAsync(sg->bad, g->bad.p, 4, cudaMemcpyDeviceToHost, cs);
+    if (!err) err = cudaEventRecord(g->counts_ready, cs);
+    return moep__cuda_check(c, FN, err, "copy of the counts");
+}
+
+/* The verdict of every rank's message, the same on every rank (as dispatch.c). */
+static moep_status_t check_messages(moep_comm_t *c, moep_handle_t *h, const staging_t *sg) {
+    moep_status_t local = MOEP_OK;
+    if (*sg->bad != 0)
+        local = moep__comm_fail(c, MOEP_ERR_OUT_OF_RANGE,
+                                "%s: topk_idx holds %d expert ids outside [-1, %d)", FN,
+                                (int)*sg->bad, c->num_experts);
+    for (int32_t r = 0; r < c->world_size; r++) {
+        const moep_dispatch_header_t *m =
+            (const moep_dispatch_header_t *)(sg->msgs + (size_t)r * h->gpu->msg_bytes);
+        if (m->magic != MOEP_DISPATCH_MAGIC || m->version != MOEP_DISPATCH_VERSION ||
+            m->num_tokens < 0 || m->num_tokens > INT32_MAX)
+            return moep__comm_fail(c, MOEP_ERR_PROTOCOL, "%s: malformed counts from rank %d", FN, r);
+        if (local != MOEP_OK) return local;
+        if (m->status != MOEP_OK)
+            return moep__comm_fail(c, MOEP_ERR_REMOTE, "%s: rank %d failed this dispatch with %s",
+                                   FN, r, moep_status_name((moep_status_t)m->status));
+        if (m->hidden != h->hidden || m->top_k != h->top_k || m->dtype != (int32_t)h->dtype ||
+            m->wire_dtype != (int32_t)h->wire_dtype)
+            return moep__comm_fail(c, MOEP_ERR_MISMATCH,
+                                   "%s: rank %d dispatches hidden=%d top_k=%d dtype=%s, rank %d "
+                                   "hidden=%d top_k=%d dtype=%s", FN, r, m->hidden, m->top_k,
+                                   moep_dtype_name(m->dtype), c->rank, h->hidden, h->top_k,
+                                   moep_dtype_name(h->dtype));
+        h->recv_count[r] = m->num_tokens;
+    }
+    return MOEP_OK;
+}
+
+/* Host arithmetic on the counts: offsets, per-expert rows, padding. */
+static void plan_counts(moep_comm_t *c, moep_handle_t *h, const staging_t *sg) {
+    struct moep__gpu_handle *g = h->gpu;
+    int32_t R = c->world_size, L = c->num_local_experts;
+    g->rank_offset[0] = 0;
+    h->recv_offset[0] = 0;
+    for (int32_t r = 0; r < R; r++) {
+        h->send_count[r] = sg->rank_count[r];
+        g->rank_offset[r + 1] = g->rank_offset[r] + h->send_count[r];
+        h->recv_offset[r + 1] = h->recv_offset[r] + h->recv_count[r];
+        sg->recv_offset[r] = h->recv_offset[r];
+    }
+    sg->recv_offset[R] = h->recv_offset[R];
+    g->num_slots = g->rank_offset[R];
+    h->num_recv = h->recv_offset[R];
+    h->expert_offset[0] = 0;
+    for (int32_t l = 0; l < L; l++) {
+        int64_t n = 0;
+        for (int32_t r = 0; r < R; r++) {
+            const int64_t *cnt = (const int64_t *)(sg->msgs + (size_t)r * g->msg_bytes + HDR_BYTES);
+            n += cnt[c->local_experts[l]];
+        }
+        int64_t a = h->alignment;
+        h->tokens_per_local_expert[l] = n;
+        h->expert_offset[l + 1] = h->expert_offset[l] + (n + a - 1) / a * a;
+    }
+    h->num_expert_rows = h->expert_offset[L];
+    memcpy(sg->expert_offset, h->expert_offset, (size_t)(L + 1) * sizeof(int64_t));
+}
+
+static moep_status_t reserve_recv(moep_comm_t *c, moep_handle_t *h, bool expert_x) {
+    struct moep__gpu_handle *g = h->gpu;
+    size_t n = (size_t)h->num_recv, k = (size_t)h->top_k, row = (size_t)h->hidden * esize(h->dtype);
+    MOEP_TRY(moep__dbuf_reserve(c, FN, &g->recv_x, n * row));
+    MOEP_TRY(moep__dbuf_reserve(c, FN, &g->recv_meta, n * 8 * k));
+    MOEP_TRY(moep__dbuf_reserve(c, FN, &g->local_idx, n * 4 * k));
+    MOEP_TRY(moep__dbuf_reserve(c, FN, &g->weight, n * 4 * k));
+    MOEP_TRY(moep__dbuf_reserve(c, FN, &g->src, n * 4));
+    MOEP_TRY(moep__dbuf_reserve(c, FN, &g->slot_row, n * 4 * k));
+    MOEP_TRY(moep__dbuf_reserve(c, FN, &g->row_src, (size_t)h->num_expert_rows * 4));
+    MOEP_TRY(moep__dbuf_reserve(c, FN, &g->recv_offset, (size_t)(c->world_size + 1) * 8));
+    MOEP_TRY(moep__dbuf_reserve(c, FN, &g->expert_offset, (size_t)(c->num_local_experts + 1) * 8));
+    if (expert_x) MOEP_TRY(moep__dbuf_reserve(c, FN, &g->expert_x, (size_t)h->num_expert_rows * row));
+    return MOEP_OK;
+}
+
+static moep_status_t pack(moep_comm_t *c, moep_handle_t *h, const moep_dispatch_params_t *p, bool fresh) {
+    struct moep__gpu_handle *g = h->gpu;
+    size_t row = (size_t)h->hidden * esize(h->dtype);
+    int err = moep__cuda_pack(p->x->data, row, h->num_tokens, c->world_size, g->trs.p, g->send_x.p,
+                              fresh ? p->topk_idx->data : NULL, fresh ? p->topk_weights->data : NULL,
+                              h->top_k, fresh ? g->send_meta.p : NULL, c->gpu->stream);
+    return moep__cuda_check(c, FN, err, "pack kernel");
+}
+
+/* x rows (and on a fresh dispatch the meta) to their ranks. */
+static moep_status_t exchange_rows(moep_comm_t *c, moep_handle_t *h, bool fresh) {
+    struct moep__gpu_handle *g = h->gpu;
+    size_t row = (size_t)h->hidden * esize(h->dtype);
+    h->dispatch_wire_bytes = 0;
+    MOEP_TRY(moep__gpu_alltoallv_rows(c, FN, g->send_x.p, h->send_count, g->rank_offset, g->recv_x.p,
+                                      h->recv_count, h->recv_offset, row, &h->dispatch_wire_bytes));
+    if (!fresh) return MOEP_OK;
+    return moep__gpu_alltoallv_rows(c, FN, g->send_meta.p, h->send_count, g->rank_offset,
+                                    g->recv_meta.p, h->recv_count, h->recv_offset,
+                                    8 * (size_t)h->top_k, &h->dispatch_wire_bytes);
+}
+
+static moep_status_t expert_layout(moep_comm_t *c, moep_handle_t *h, const staging_t *sg) {
+    struct moep__gpu_handle *g = h->gpu;
+    cudaStream_t s = (cudaStream_t)c->gpu->stream;
+    int32_t R = c->world_size, L = c->num_local_experts, k = h->top_k;
+    int err = cudaMemcpyAsync(g->recv_offset.p, sg->recv_offset, (size_t)(R + 1) * 8,
+                              cudaMemcpyHostToDevice, s);
+    if (!err) err = cudaMemcpyAsync(g->expert_offset.p, sg->expert_offset, (size_t)(L + 1) * 8,
+                                    cudaMemcpyHostToDevice, s);
+    if (!err) err = moep__cuda_unpack_meta(g->recv_meta.p, h->num_recv, k, c->num_experts,
+                                           c->gpu->global_to_local, g->recv_offset.p, R,
+                                           g->local_idx.p, g->weight.p, g->src.p, s);
+    if (!err && h->num_expert_rows > 0)
+        err = cudaMemsetAsync(g->row_src.p, 0xff, (size_t)h->num_expert_rows * 4, s);
+    if (!err) err = moep__cuda_expert_rows(g->local_idx.p, h->num_recv * k, k, L, g->expert_offset.p,
+                                           g->slot_row.p, g->row_src.p, s);
+    return moep__cuda_check(c, FN, err, "expert layout kernels");
+}
+
+static moep_status_t gather(moep_comm_t *c, moep_handle_t *h, bool expert_x) {
+    if (!expert_x) return MOEP_OK;
+    struct moep__gpu_handle *g = h->gpu;
+    MOEP_TRY(moep__dbuf_reserve(c, FN, &g->expert_x,
+                                (size_t)h->num_expert_rows * h->hidden * esize(h->dtype)));
+    int err = moep__cuda_gather_rows(g->recv_x.p, (size_t)h->hidden * esize(h->dtype), g->row_src.p,
+                                     h->num_expert_rows, g->expert_x.p, c->gpu->stream);
+    return moep__cuda_check(c, FN, err, "expert gather kernel");
+}
+
+static moep_tensor_t dev2d(const moep_comm_t *c, void *p, moep_dtype_t t, int64_t n0, int64_t n1) {
+    moep_tensor_t x = moep_tensor_2d(p, t, n0, n1);
+    x.device = MOEP_DEVICE_CUDA;
+    x.device_id = c->device_id;
+    return x;
+}
+
+static void fill_result(const moep_comm_t *c, const moep_handle_t *h, bool expert_x,
+                        moep_dispatch_result_t *res) {
+    const struct moep__gpu_handle *g = h->gpu;
+    memset(res, 0, sizeof *res);
+    res->num_recv = h->num_recv;
+    res->recv_x = dev2d(c, g->recv_x.p, h->dtype, h->num_recv, h->hidden);
+    res->recv_topk_idx = dev2d(c, g->local_idx.p, MOEP_DTYPE_I32, h->num_recv, h->top_k);
+    res->recv_topk_weights = dev2d(c, g->weight.p, MOEP_DTYPE_F32, h->num_recv, h->top_k);
+    res->recv_src_rank = g->src.p;
+    res->num_local_experts = c->num_local_experts;
+    res->tokens_per_local_expert = h->tokens_per_local_expert;
+    res->expert_x = dev2d(c, expert_x ? g->expert_x.p : NULL, h->dtype, h->num_expert_rows, h->hidden);
+    res->expert_offset = h->expert_offset;
+    res->num_expert_rows = h->num_expert_rows;
+}
+
+static moep_status_t fresh_dispatch(moep_comm_t *c, moep_handle_t *h, const moep_dispatch_params_t *p,
+                                    bool expert_x) {
+    staging_t sg;
+    moep_status_t st = reserve_fresh(c, h, &sg);
+    /* a local failure before the exchange must still reach the peers: it
+     * cannot here (no buffers), so the comm is out of step */
+    if (st != MOEP_OK) {
+        c->broken = true;
+        return st;
+    }
+    st = exchange_counts(c, h, p, &sg);
+    if (st == MOEP_OK) st = pack(c, h, p, true);
+    if (st == MOEP_OK) st = moep__gpu_wait_event(c, FN, h->gpu->counts_ready, "the dispatch counts");
+    if (st == MOEP_OK) st = check_messages(c, h, &sg);
+    if (st == MOEP_ERR_PROTOCOL || st == MOEP_ERR_CUDA || st == MOEP_ERR_TIMEOUT) c->broken = true;
+    if (st != MOEP_OK) return st; /* every rank stops here with the same verdict */
+    plan_counts(c, h, &sg);
+    st = reserve_recv(c, h, expert_x);
+    if (st == MOEP_OK) st = exchange_rows(c, h, true);
+    if (st == MOEP_OK) st = expert_layout(c, h, &sg);
+    if (st == MOEP_OK) st = gather(c, h, expert_x);
+    if (st != MOEP_OK) c->broken = true; /* peers already exchanged rows with us */
+    return st;
+}
+
+moep_status_t moep__gpu_dispatch(moep_comm_t *c, const moep_dispatch_params_t *params,
+                                 moep_handle_t **handle_p, moep_dispatch_result_t *res) {
+    moep_dispatch_params_t p;
+    moep_dispatch_params_init(&p);
+    MOEP_TRY(moep__load_versioned(FN, &p, sizeof p, params));
+    bool reuse = (p.flags & MOEP_DISPATCH_REUSE_LAYOUT) != 0;
+    bool expert_x = (p.flags & MOEP_DISPATCH_NO_EXPERT_X) == 0;
+    MOEP_TRY(check_inputs(c, &p, reuse));
+    moep_handle_t *h = *handle_p;
+    if (reuse) {
+        if (h == NULL || h->gpu == NULL || !h->gpu->ready)
+            return moep__fail(MOEP_ERR_INVALID_USAGE,
+                              "%s: MOEP_DISPATCH_REUSE_LAYOUT needs a handle from an earlier dispatch", FN);
+        if (p.x->shape[0] != h->num_tokens || p.x->shape[1] != h->hidden || p.x->dtype != h->dtype ||
+            p.expert_alignment != h->alignment)
+            return moep__fail(MOEP_ERR_INVALID_USAGE,
+                              "%s: cached layout was made for T=%lld H=%d dtype=%s: x differs", FN,
+                              (long long)h->num_tokens, h->hidden, moep_dtype_name(h->dtype));
+    }
+    if (h != NULL && h->comm != c)
+        return moep__fail(MOEP_ERR_INVALID_USAGE, "%s: handle belongs to another communicator", FN);
+    MOEP_TRY(moep__cuda_check(c, FN, cudaSetDevice(c->device_id), "cudaSetDevice"));
+    bool created = false;
+    if (h == NULL) {
+        MOEP_TRY(moep__handle_create(c, &h));
+        created = true;
+    }
+    if (h->gpu == NULL) {
+        h->gpu = moep__calloc(FN, 1, sizeof *h->gpu);
+        if (h->gpu == NULL) {
+            if (created) moep_handle_destroy(h);
+            return MOEP_ERR_NO_MEMORY;
+        }
+    }
+    c->seq++;
+    moep_status_t st;
+    if (reuse) {
+        st = pack(c, h, &p, false);
+        if (st == MOEP_OK) st = exchange_rows(c, h, false);
+        if (st == MOEP_OK) st = gather(c, h, expert_x);
+        if (st != MOEP_OK) c->broken = true;
+    } else {
+        h->gpu->ready = false;
+        h->num_tokens = p.x->shape[0];
+        h->hidden = (int32_t)p.x->shape[1];
+        h->top_k = (int32_t)p.topk_idx->shape[1];
+        h->dtype = p.x->dtype;
+        h->wire_dtype = p.x->dtype;
+        h->alignment = p.expert_alignment;
+        st = fresh_dispatch(c, h, &p, expert_x);
+        h->gpu->ready = st == MOEP_OK;
+    }
+    if (st != MOEP_OK) {
+        if (created) moep_handle_destroy(h);
+        return st;
+    }
+    fill_result(c, h, expert_x, res);
+    *handle_p = h;
+    return MOEP_OK;
+}

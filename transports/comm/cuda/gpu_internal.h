@@ -1,0 +1,60 @@
+/* GPU dispatch / combine (CUDA build): state of a device communicator and
+ * of a GPU dispatch handle, device buffer and wait helpers. */
+#ifndef MOEP_GPU_INTERNAL_H
+#define MOEP_GPU_INTERNAL_H
+
+#include <cuda_runtime.h>
+
+#include "transports/comm/comm_internal.h"
+#include "cuda_kernels.h"
+
+struct moep__gpu_comm {
+    moep_stream_t stream;     /* caller's (moep_comm_set_stream_cuda), NULL = legacy */
+    int32_t *expert_rank;     /* [E] device */
+    int32_t *global_to_local; /* [E] device */
+};
+
+/* A device buffer that only grows. */
+typedef struct moep__dbuf {
+    void *p;
+    size_t cap;
+} moep__dbuf_t;
+
+struct moep__gpu_handle {
+    bool ready; /* a fresh dispatch completed: the layout below is valid */
+    moep__dbuf_t flags, trs, rank_count, expert_count, bad;
+    moep__dbuf_t send_hdr, recv_hdr;
+    moep__dbuf_t send_x, send_meta, recv_x, recv_meta;
+    moep__dbuf_t local_idx, weight, src, slot_row, row_src, expert_x;
+    moep__dbuf_t recv_offset, expert_offset;
+    moep__dbuf_t partial_send, partial_recv;
+    /* pinned host staging: received headers, our rank counts, bad, offsets */
+    void *host;
+    size_t host_cap;
+    cudaEvent_t counts_ready;
+    size_t msg_bytes;
+    int64_t num_slots;
+    int64_t *rank_offset; /* [R+1] host: slot ranges per destination */
+};
+
+/* A CUDA failure as MOEP_ERR_CUDA naming the call; OK for cudaSuccess. */
+moep_status_t moep__cuda_check(moep_comm_t *c, const char *fn, int err, const char *what);
+/* Grow b to `need` bytes (cudaMalloc; the old contents are dropped). */
+moep_status_t moep__dbuf_reserve(moep_comm_t *c, const char *fn, moep__dbuf_t *b, size_t need);
+void moep__dbuf_free(moep__dbuf_t *b);
+/* Wait for `ev`, polling the transport's async errors, until the comm's
+ * deadline: then the transport is aborted and MOEP_ERR_TIMEOUT returned. */
+moep_status_t moep__gpu_wait_event(moep_comm_t *c, const char *fn, cudaEvent_t ev, const char *what);
+/* Check a device tensor like moep__check_tensor checks a host one. */
+moep_status_t moep__check_cuda_tensor(const moep_comm_t *c, const char *fn, const char *name,
+                                      const moep_tensor_t *t, int ndim, int dtype,
+                                      const int64_t *shape);
+/* The transport's stream-ordered all-to-all-v on rows of row_bytes:
+ * send counts/offsets and receive counts/offsets in rows. Adds the bytes
+ * sent to other ranks to *wire_p. */
+moep_status_t moep__gpu_alltoallv_rows(moep_comm_t *c, const char *fn, const void *send,
+                                       const int64_t *send_count, const int64_t *send_off,
+                                       void *recv, const int64_t *recv_count,
+                                       const int64_t *recv_off, size_t row_bytes, uint64_t *wire_p);
+
+#endif
