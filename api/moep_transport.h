@@ -59,7 +59,8 @@ typedef struct moep_transport_v1 {
 
     /* --- lifecycle --- */
     moep_status_t (*init)(const moep_transport_init_args_t *args, void **tctx_p);
-    moep_status_t (*finalize)(void *tctx); /* local; never waits for peers */
+    /* Local and bounded: never waits for peers; frees requests still open. */
+    moep_status_t (*finalize)(void *tctx);
     moep_status_t (*get_props)(void *tctx, moep_transport_props_t *props);
 
     /* --- wire-up: the core allgathers the addresses over the bootstrap --- */
@@ -73,15 +74,23 @@ typedef struct moep_transport_v1 {
     moep_status_t (*dereg_mr)(void *tctx, void *mr);
 
     /* --- data ---
-     * Messages match on (peer, tag); a receive buffer must be at least as
-     * long as the message. Requests complete through test(); a completed or
-     * failed request is freed by test(). On success *req_p may be NULL when
-     * the operation completed at once. */
+     * Messages match on (peer, tag), in posting order for equal (peer, tag);
+     * tags have at most 48 bits (the wire tag is (tag << 16) | src_rank, so
+     * tag-matching backends allow at most 65536 ranks). A receive buffer must
+     * be at least as long as the message; a longer message fails the receive
+     * with MOEP_ERR_PROTOCOL. Requests complete through test(); a completed
+     * or failed request is freed by test(). On success an isend's *req_p may
+     * be NULL when it completed at once; irecv always returns a request, so
+     * that test() can report the length. Neither op blocks.
+     * A completed send means the buffer may be reused, not that the peer has
+     * the data: do not finalize before the peers have received (ucx flushes
+     * for up to 1 s in finalize; libfabric asks for FI_DELIVERY_COMPLETE). */
     moep_status_t (*isend)(void *tctx, int32_t peer, uint64_t tag, const void *buf, size_t len,
                            void *mr, void **req_p);
     moep_status_t (*irecv)(void *tctx, int32_t peer, uint64_t tag, void *buf, size_t len,
                            void *mr, void **req_p);
-    /* *done_p = 1 when finished (then *len_p = bytes received for a receive).
+    /* *done_p = 1 when finished (then *len_p, if len_p != NULL, = bytes
+     * received for a receive, 0 for a send).
      * A request that failed returns its error (MOEP_ERR_REMOTE for a dead peer). */
     moep_status_t (*test)(void *tctx, void *req, int *done_p, size_t *len_p);
     /* Cancel and free an unfinished request (after a timeout). */

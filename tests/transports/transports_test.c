@@ -432,6 +432,7 @@ END_TEST
 
 typedef struct sel_arg {
     const char *requested[TR_MAX_RANKS];
+    const char *fi_provider[TR_MAX_RANKS]; /* per-rank FI_PROVIDER (forked ranks), NULL: keep */
     moep_status_t expect;
     const char *expect_name; /* NULL: any */
     const char *expect_msg;  /* substring of the error, NULL: any */
@@ -442,6 +443,7 @@ static int rank_select(const moep_bootstrap_t *bs, void *p) {
     moep_transport_init_args_t a = {bs->rank, bs->world_size, 5000, MOEP_DEVICE_CPU, 0, bs};
     const moep_transport_t *vt = (void *)1;
     void *tc = (void *)1;
+    if (s->fi_provider[bs->rank] != NULL) setenv("FI_PROVIDER", s->fi_provider[bs->rank], 1);
     TR_CHECK_ST(moep__transport_open(s->requested[bs->rank], &a, &vt, &tc), s->expect);
     if (s->expect != MOEP_OK) {
         TR_CHECK(vt == NULL && tc == NULL, "outputs not cleared on failure");
@@ -465,7 +467,7 @@ static void select_case(const tcfg_t *cfg, const char *env, const char *req, con
         setenv("MOEP_TRANSPORT", env, 1);
     else
         unsetenv("MOEP_TRANSPORT");
-    sel_arg_t s = {{req, req1 ? req1 : req, req}, expect, name, msg};
+    sel_arg_t s = {{req, req1 ? req1 : req, req}, {NULL}, expect, name, msg};
     tr_result_t res;
     if (cfg->forked)
         tr_run_forked(3, rank_select, &s, 40, &res);
@@ -476,13 +478,12 @@ static void select_case(const tcfg_t *cfg, const char *env, const char *req, con
                       env ? env : "-", req ? req : "-", i, res.msg[i]);
 }
 
+/* From the registry, without probing (no library state before forking). */
 static int compiled(const char *name) {
-    for (int32_t i = 0; i < moep_transport_count(); i++) {
-        const char *n;
-        int c = 0;
-        moep_transport_describe(i, &n, &c, NULL, NULL, 0);
-        if (strcmp(n, name) == 0) return c;
-    }
+    const moep__transport_entry_t *reg;
+    int n = moep__transport_registry(&reg);
+    for (int i = 0; i < n; i++)
+        if (strcmp(reg[i].name, name) == 0) return reg[i].vt != NULL;
     return 0;
 }
 
@@ -513,6 +514,11 @@ END_TEST
 START_TEST(test_select_processes) {
     unsetenv("UCX_TLS");
     unsetenv("FI_PROVIDER");
+    /* Probing picks the first transport that works across processes. */
+    const char *first = compiled("ucx") ? "ucx" : compiled("libfabric") ? "libfabric" : NULL;
+    if (first != NULL) select_case(&procs_cfg, NULL, NULL, NULL, MOEP_OK, first, NULL);
+    if (compiled("ucx") && compiled("libfabric"))
+        select_case(&procs_cfg, "^ucx", NULL, NULL, MOEP_OK, "libfabric", NULL);
     /* local cannot span processes: an explicit choice fails... */
     select_case(&procs_cfg, NULL, "local", NULL, MOEP_ERR_UNSUPPORTED, NULL, "different processes");
     select_case(&procs_cfg, "local", NULL, NULL, MOEP_ERR_UNSUPPORTED, NULL, NULL);
@@ -520,6 +526,18 @@ START_TEST(test_select_processes) {
     select_case(&procs_cfg, "^ucx,^libfabric", NULL, NULL, MOEP_ERR_UNSUPPORTED, NULL,
                 "no usable transport");
     unsetenv("MOEP_TRANSPORT");
+}
+END_TEST
+
+/* Ranks that pick different libfabric providers must not connect. */
+START_TEST(test_libfabric_provider_mismatch) {
+    if (!compiled("libfabric")) return;
+    unsetenv("MOEP_TRANSPORT");
+    sel_arg_t s = {{"libfabric", "libfabric"}, {"shm", "tcp"}, MOEP_ERR_MISMATCH, NULL, NULL};
+    tr_result_t res;
+    tr_run_forked(2, rank_select, &s, 40, &res);
+    /* A rank sees MISMATCH from its own check; the core reports it to both. */
+    for (int i = 0; i < 2; i++) ck_assert_msg(res.exit_code[i] == 0, "rank %d: %s", i, res.msg[i]);
 }
 END_TEST
 
@@ -632,6 +650,7 @@ static Suite *transports_suite(void) {
     tcase_add_test(sel, test_select_env);
     tcase_add_test(sel, test_select_processes);
     tcase_add_test(sel, test_describe);
+    tcase_add_test(sel, test_libfabric_provider_mismatch);
     tcase_add_test(sel, test_open_and_wait_args);
     suite_add_tcase(s, sel);
     return s;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lf_internal.h"
 
@@ -38,6 +39,17 @@ static moep_status_t open_endpoint(lf_ctx_t *ctx) {
     if (rc) return lf_status(rc, "init: fi_cq_open");
     rc = fi_endpoint(ctx->domain, ctx->info, &ctx->ep, NULL);
     if (rc) return lf_status(rc, "init: fi_endpoint");
+    if (strcmp(ctx->info->fabric_attr->prov_name, "shm") == 0) {
+        /* shm names its /dev/shm region "<pid>:<n>:<n>" by default. A killed
+         * process leaves it behind, and in a PID namespace (containers,
+         * sandboxes) a later process with the same pid then fails with
+         * EBUSY. A name with the time in it does not collide. */
+        char name[64];
+        snprintf(name, sizeof name, "moep_%ld_%d_%.0f", (long)getpid(), (int)ctx->rank,
+                 moep__now_ms() * 1000.0);
+        rc = fi_setname(&ctx->ep->fid, name, strlen(name) + 1);
+        if (rc) return lf_status(rc, "init: fi_setname");
+    }
     rc = fi_ep_bind(ctx->ep, &ctx->av->fid, 0);
     if (rc) return lf_status(rc, "init: bind av");
     rc = fi_ep_bind(ctx->ep, &ctx->cq->fid, FI_TRANSMIT | FI_RECV);

@@ -63,7 +63,10 @@ moep_status_t lf_find_provider(struct fi_info **info_p, int *delivery_complete_p
     int rc;
     *info_p = NULL;
     if (env != NULL && env[0] != '\0') {
-        rc = try_provider(NULL, info_p, delivery_complete_p);
+        /* libfabric reads FI_PROVIDER once per process; a single name is
+         * also passed as a hint so a later change (or a fork) is honoured. */
+        int single = strpbrk(env, ",^") == NULL;
+        rc = try_provider(single ? env : NULL, info_p, delivery_complete_p);
         if (rc != 0) {
             moep__why(why, why_len, "FI_PROVIDER=%s offers no tagged RDM endpoint: %s", env,
                       fi_strerror(-rc));

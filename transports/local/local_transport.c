@@ -193,7 +193,7 @@ static moep_status_t local_test(void *tctx, void *req, int *done_p, size_t *len_
                    q->is_send ? "to" : "from", (int)q->peer, q->why);
     else {
         *done_p = 1;
-        if (len_p != NULL) *len_p = q->is_send ? q->len : q->got;
+        if (len_p != NULL) *len_p = q->is_send ? 0 : q->got;
     }
     live_remove(tctx, q);
     free(q);

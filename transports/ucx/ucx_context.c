@@ -131,7 +131,10 @@ static moep_status_t ucx_connect_all(void *tctx, const void *addrs, size_t addr_
             .err_mode = UCP_ERR_HANDLING_MODE_PEER,
             .err_handler = {.cb = on_peer_error, .arg = p},
         };
-        ucs_status_t s = ucp_ep_create(ctx->worker, &ep, &p->ep);
+        ucs_status_t s = UCS_ERR_UNREACHABLE;
+        /* Once peer error handling failed, skip it for the other endpoints:
+         * each failed attempt makes UCX log errors. */
+        if (!ctx->no_peer_errors) s = ucp_ep_create(ctx->worker, &ep, &p->ep);
         if (s == UCS_ERR_UNREACHABLE) {
             /* UCX 1.13's shared-memory transports have no peer failure
              * handler; connect without one: a dead peer is then a timeout. */
