@@ -66,20 +66,31 @@ __device__ __forceinline__ uint64_t moep__wgmma_desc(const void *smem) {
     return d;
 }
 
+/*
+ * wgmma exists only on sm_90a. `nvcc -arch=sm_90a` (the Bazel macro) also
+ * emits compute_90 PTX, which must assemble: there the wgmma wrappers trap.
+ * The sm_90a machine code is what runs on an H100 / H200.
+ */
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define MOEP__WGMMA(...) asm volatile(__VA_ARGS__)
+#else
+#define MOEP__WGMMA(...) __trap()
+#endif
+
 __device__ __forceinline__ void moep__wgmma_fence(void) {
-    asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+    MOEP__WGMMA("wgmma.fence.sync.aligned;" ::: "memory");
 }
 __device__ __forceinline__ void moep__wgmma_commit(void) {
-    asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+    MOEP__WGMMA("wgmma.commit_group.sync.aligned;" ::: "memory");
 }
 __device__ __forceinline__ void moep__wgmma_wait0(void) {
-    asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+    MOEP__WGMMA("wgmma.wait_group.sync.aligned 0;" ::: "memory");
 }
 
 /* D[64x128] (+)= A[64x32] * B[128x32]^T, e4m3 x e4m3 -> f32; scale_d 0 overwrites D. */
 __device__ __forceinline__ void moep__wgmma_m64n128k32_e4m3(float *d, uint64_t da, uint64_t db,
                                                             int scale_d) {
-    asm volatile(
+    MOEP__WGMMA(
         "{\n\t.reg .pred p;\n\t"
         "setp.ne.b32 p, %66, 0;\n\t"
         "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 "

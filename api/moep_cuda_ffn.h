@@ -1,0 +1,66 @@
+/*
+ * moep on CUDA: the grouped expert FFN (SwiGLU) on a Hopper GPU (sm_90a).
+ *   y = W2 · (silu(W1 · x) ⊙ (W3 · x))
+ * Declared in every build; in a build without CUDA (no --config=cuda, or the
+ * stub library) both functions return MOEP_ERR_UNSUPPORTED.
+ *
+ * Weights (moep_expert_weights_t, api/moep_compute.h): device pointers.
+ *   MOEP_WEIGHTS_FP8_E4M3: wgmma (QGMMA) kernels, FP8 x FP8 -> f32, the
+ *     128x128 weight scales and the 1x128 activation scales applied per
+ *     128-wide K block (promotion into an f32 sum). The gate/up GEMM fuses
+ *     silu*mul and re-quantizes the intermediate to FP8 with 1x128 scales
+ *     (amax/448, as moep_quantize_act_fp8) in its epilogue; the down GEMM
+ *     writes bf16. Needs H % 16 == 0 and I % 16 == 0 (TMA row pitch).
+ *   MOEP_WEIGHTS_MXFP4 / NVFP4: packed weights are streamed from HBM and
+ *     decoded in registers to f16 (exact: E2M1 times the block scale) for
+ *     f16 mma.sync with f32 accumulation; no dequantized copy is made. The
+ *     intermediate is kept in f16 (tiny in decode). Tiles of 64 tokens: made
+ *     for decode (<= 64 tokens per expert); more tokens are correct but re-read
+ *     the weights once per 64 tokens. Needs H % 32 == 0 and I % 32 == 0.
+ *     MXFP4 block scales above 2^13 (|w| >= 2^15) are not representable in
+ *     f16 and unsupported; x and the intermediate must stay within f16 range.
+ *   Other formats: MOEP_ERR_UNSUPPORTED.
+ * Activations x: bf16 [N, H] (quantized on the GPU to FP8 1x128 on the FP8
+ *   path), or FP8 E4M3 [N, H] with x_scales f32 [N, ceil(H/128)] (as from an
+ *   FP8 dispatch). y: bf16 [N, H]. All device memory, 16-byte aligned.
+ * Workspace: taken with cudaMallocAsync on `stream` and freed on it.
+ * Errors: MOEP_ERR_INVALID_ARG (NULL), MOEP_ERR_SHAPE (dtype/shape/format
+ *   constraint), MOEP_ERR_UNSUPPORTED (format, no CUDA build, no sm_90 GPU),
+ *   MOEP_ERR_NO_MEMORY (workspace), MOEP_ERR_CUDA (launch or driver failure).
+ * Everything is enqueued on `stream`; no host synchronisation.
+ */
+#ifndef MOEP_CUDA_FFN_H
+#define MOEP_CUDA_FFN_H
+
+#include "moep_compute.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Contiguous layout: rows expert_offset[e] .. expert_offset[e+1]-1 of x / y
+ * belong to expert e (device i64 [E+1], non-decreasing, last <= N; rows may
+ * be padded, unaligned offsets are fine). Rows outside every range are left
+ * untouched in y. Offsets are read on the GPU only.
+ */
+MOEP_API moep_status_t moep_expert_ffn_cuda(const moep_expert_weights_t *w, const moep_tensor_t *x,
+                                            const moep_tensor_t *x_scales,
+                                            const int64_t *expert_offset, moep_tensor_t *y,
+                                            moep_stream_t stream);
+
+/*
+ * Masked layout (decode): x, y [E, max_tokens, H]; counts device i64 [E]
+ * (values clamped to [0, max_tokens]), read on the GPU only; rows t >=
+ * counts[e] are left untouched in y. x_scales [E, max_tokens, ceil(H/128)].
+ */
+MOEP_API moep_status_t moep_expert_ffn_masked_cuda(const moep_expert_weights_t *w,
+                                                   const moep_tensor_t *x,
+                                                   const moep_tensor_t *x_scales,
+                                                   const int64_t *counts, moep_tensor_t *y,
+                                                   moep_stream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MOEP_CUDA_FFN_H */

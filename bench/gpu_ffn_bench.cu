@@ -1,0 +1,194 @@
+/*
+ * GPU expert FFN benchmark (issue 6), one H200/H100:
+ *   prefill: 8 experts x 4096 tokens, H 7168, I 2048, FP8 weights -> TFLOP/s
+ *   decode:  8 experts x T tokens (masked layout), MXFP4 / NVFP4 / FP8 weights
+ *            -> weight bytes read per second.
+ * Random (non-zero) data generated on the GPU; median of timed calls after
+ * warm-up, CUDA events. Prints "RESULT name value unit" lines.
+ *   gpu_ffn_bench [iters]
+ */
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "moep_cuda_ffn.h"
+#include "moep_quant.h"
+
+#define CK(x)                                                                              \
+    do {                                                                                   \
+        cudaError_t e_ = (x);                                                              \
+        if (e_ != cudaSuccess) {                                                           \
+            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
+            exit(1);                                                                       \
+        }                                                                                  \
+    } while (0)
+
+__device__ uint32_t hash32(uint64_t i, uint32_t seed) {
+    uint64_t z = i * 0x9E3779B97F4A7C15ull + seed;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return (uint32_t)(z ^ (z >> 31));
+}
+
+/* kind 0: random bytes; 1: E4M3 in +-[2^-6, 2); 2: E8M0 around 2^-4; 3: E4M3 scale ~[0.5, 2) */
+__global__ void fill_u8(uint8_t *p, size_t n, uint32_t seed, int kind) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        uint32_t r = hash32(i, seed);
+        uint8_t b = (uint8_t)r;
+        if (kind == 1) b = (uint8_t)((r & 0x80) | ((1 + (r >> 8) % 8) << 3) | ((r >> 16) & 7));
+        if (kind == 2) b = (uint8_t)(127 - 6 + (r % 5));
+        if (kind == 3) b = (uint8_t)(0x30 + (r % 16));
+        p[i] = b;
+    }
+}
+__global__ void fill_f32(float *p, size_t n, uint32_t seed, float lo, float hi) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        p[i] = lo + (hi - lo) * (hash32(i, seed) >> 8) * (1.0f / 16777216.0f);
+}
+__global__ void fill_bf16(__nv_bfloat16 *p, size_t n, uint32_t seed) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        p[i] = __float2bfloat16(((hash32(i, seed) >> 8) * (1.0f / 8388608.0f)) - 1.0f);
+}
+
+static void *dalloc(size_t b) {
+    void *p;
+    CK(cudaMalloc(&p, b));
+    return p;
+}
+
+static uint32_t seed_ctr = 1;
+static void *rand_u8(size_t n, int kind) {
+    uint8_t *p = (uint8_t *)dalloc(n);
+    fill_u8<<<1024, 256>>>(p, n, seed_ctr++, kind);
+    return p;
+}
+static float *rand_f32(size_t n, float lo, float hi) {
+    float *p = (float *)dalloc(n * 4);
+    fill_f32<<<1024, 256>>>(p, n, seed_ctr++, lo, hi);
+    return p;
+}
+
+static moep_weight_stack_t make_stack(moep_weight_format_t f, int E, int rows, int cols, size_t *bytes) {
+    size_t db, sb;
+    moep_weight_stack_bytes(f, E, rows, cols, &db, &sb);
+    moep_weight_stack_t s;
+    s.data = rand_u8(db, f == MOEP_WEIGHTS_FP8_E4M3 ? 1 : 0);
+    if (f == MOEP_WEIGHTS_FP8_E4M3)
+        s.scales = rand_f32(sb / 4, 1e-3f, 2e-3f);
+    else
+        s.scales = rand_u8(sb, f == MOEP_WEIGHTS_MXFP4 ? 2 : 3);
+    s.global_scale = rand_f32(E, 1e-2f, 2e-2f);
+    *bytes += db + sb;
+    return s;
+}
+
+static moep_expert_weights_t make_weights(moep_weight_format_t f, int E, int H, int I, size_t *bytes) {
+    moep_expert_weights_t w;
+    moep_expert_weights_init(&w);
+    w.format = f;
+    w.num_experts = E, w.hidden = H, w.intermediate = I;
+    *bytes = 0;
+    w.w1 = make_stack(f, E, I, H, bytes);
+    w.w3 = make_stack(f, E, I, H, bytes);
+    w.w2 = make_stack(f, E, H, I, bytes);
+    return w;
+}
+
+template <class F>
+static double median_ms(F &&f, int iters) {
+    cudaEvent_t a, b;
+    CK(cudaEventCreate(&a));
+    CK(cudaEventCreate(&b));
+    for (int i = 0; i < 3; ++i) f();
+    CK(cudaDeviceSynchronize());
+    std::vector<float> t;
+    for (int i = 0; i < iters; ++i) {
+        CK(cudaEventRecord(a));
+        f();
+        CK(cudaEventRecord(b));
+        CK(cudaEventSynchronize(b));
+        float ms;
+        CK(cudaEventElapsedTime(&ms, a, b));
+        t.push_back(ms);
+    }
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+}
+
+static void must(moep_status_t s, const char *what) {
+    if (s != MOEP_OK) {
+        fprintf(stderr, "%s: %s: %s\n", what, moep_status_name(s), moep_last_error());
+        exit(1);
+    }
+}
+
+int main(int argc, char **argv) {
+    const int iters = argc > 1 ? atoi(argv[1]) : 20;
+    const int E = 8, H = 7168, I = 2048;
+    /* prefill */
+    {
+        const int64_t T = 4096, N = E * T;
+        size_t wb;
+        moep_expert_weights_t w = make_weights(MOEP_WEIGHTS_FP8_E4M3, E, H, I, &wb);
+        __nv_bfloat16 *x = (__nv_bfloat16 *)dalloc(N * H * 2);
+        fill_bf16<<<1024, 256>>>(x, N * H, 99);
+        uint8_t *xq = (uint8_t *)rand_u8(N * H, 1);
+        float *xs = rand_f32(N * (H / 128), 0.5f / 448, 1.0f / 448);
+        __nv_bfloat16 *y = (__nv_bfloat16 *)dalloc(N * H * 2);
+        std::vector<int64_t> off(E + 1);
+        for (int e = 0; e <= E; ++e) off[e] = e * T;
+        int64_t *doff = (int64_t *)dalloc((E + 1) * 8);
+        CK(cudaMemcpy(doff, off.data(), (E + 1) * 8, cudaMemcpyHostToDevice));
+        moep_tensor_t tx = moep_tensor_2d(x, MOEP_DTYPE_BF16, N, H);
+        moep_tensor_t tq = moep_tensor_2d(xq, MOEP_DTYPE_FP8_E4M3, N, H);
+        moep_tensor_t ts = moep_tensor_2d(xs, MOEP_DTYPE_F32, N, H / 128);
+        moep_tensor_t ty = moep_tensor_2d(y, MOEP_DTYPE_BF16, N, H);
+        tx.device = tq.device = ts.device = ty.device = MOEP_DEVICE_CUDA;
+        const double flop = 6.0 * N * H * I;
+        double ms8 = median_ms([&] { must(moep_expert_ffn_cuda(&w, &tq, &ts, doff, &ty, NULL), "ffn"); }, iters);
+        double msb = median_ms([&] { must(moep_expert_ffn_cuda(&w, &tx, NULL, doff, &ty, NULL), "ffn"); }, iters);
+        printf("RESULT prefill_fp8in_ms %.4f ms\nRESULT prefill_fp8in_tflops %.1f TFLOP/s\n", ms8, flop / ms8 / 1e9);
+        printf("RESULT prefill_bf16in_ms %.4f ms\nRESULT prefill_bf16in_tflops %.1f TFLOP/s\n", msb, flop / msb / 1e9);
+        /* masked layout, same shape */
+        int64_t *dcnt = (int64_t *)dalloc(E * 8);
+        std::vector<int64_t> cnt(E, T);
+        CK(cudaMemcpy(dcnt, cnt.data(), E * 8, cudaMemcpyHostToDevice));
+        moep_tensor_t mq = moep_tensor_3d(xq, MOEP_DTYPE_FP8_E4M3, E, T, H);
+        moep_tensor_t ms = moep_tensor_3d(xs, MOEP_DTYPE_F32, E, T, H / 128);
+        moep_tensor_t my = moep_tensor_3d(y, MOEP_DTYPE_BF16, E, T, H);
+        mq.device = ms.device = my.device = MOEP_DEVICE_CUDA;
+        double msm = median_ms([&] { must(moep_expert_ffn_masked_cuda(&w, &mq, &ms, dcnt, &my, NULL), "ffn"); }, iters);
+        printf("RESULT prefill_masked_fp8in_tflops %.1f TFLOP/s\n", flop / msm / 1e9);
+        cudaFree((void *)x), cudaFree(xq), cudaFree(xs), cudaFree(y);
+    }
+    /* decode */
+    const moep_weight_format_t fmts[3] = {MOEP_WEIGHTS_MXFP4, MOEP_WEIGHTS_NVFP4, MOEP_WEIGHTS_FP8_E4M3};
+    const int toks[3] = {1, 16, 64};
+    for (int fi = 0; fi < 3; ++fi) {
+        size_t wb;
+        moep_expert_weights_t w = make_weights(fmts[fi], E, H, I, &wb);
+        const int64_t MT = 64;
+        __nv_bfloat16 *x = (__nv_bfloat16 *)dalloc(E * MT * H * 2);
+        fill_bf16<<<1024, 256>>>(x, E * MT * H, 7);
+        __nv_bfloat16 *y = (__nv_bfloat16 *)dalloc(E * MT * H * 2);
+        int64_t *dcnt = (int64_t *)dalloc(E * 8);
+        moep_tensor_t tx = moep_tensor_3d(x, MOEP_DTYPE_BF16, E, MT, H);
+        moep_tensor_t ty = moep_tensor_3d(y, MOEP_DTYPE_BF16, E, MT, H);
+        tx.device = ty.device = MOEP_DEVICE_CUDA;
+        for (int ti = 0; ti < 3; ++ti) {
+            std::vector<int64_t> cnt(E, toks[ti]);
+            CK(cudaMemcpy(dcnt, cnt.data(), E * 8, cudaMemcpyHostToDevice));
+            double ms = median_ms([&] { must(moep_expert_ffn_masked_cuda(&w, &tx, NULL, dcnt, &ty, NULL), "ffn"); }, iters);
+            printf("RESULT decode_%s_T%d_us %.1f us\nRESULT decode_%s_T%d_weight_TBps %.3f TB/s\n",
+                   moep_weight_format_name(fmts[fi]), toks[ti], ms * 1e3,
+                   moep_weight_format_name(fmts[fi]), toks[ti], wb / ms / 1e9);
+        }
+        printf("RESULT decode_%s_weight_MB %.1f MB\n", moep_weight_format_name(fmts[fi]), wb / 1e6);
+        cudaFree(x), cudaFree(y), cudaFree(dcnt);
+    }
+    return 0;
+}

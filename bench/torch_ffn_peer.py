@@ -1,0 +1,101 @@
+"""Peers for bench/gpu_ffn_bench.cu on the same GPU, same run (issue 6).
+
+d2d copy bandwidth, one 8192^3 FP8 torch._scaled_mm, the prefill FFN as
+torch._scaled_mm per expert (rowwise scales, bf16 out), and the decode FFN with
+bf16 weights as torch.matmul per expert. Prints "RESULT name value unit".
+"""
+import sys
+
+import torch
+import torch.nn.functional as F
+
+dev = "cuda"
+ITERS = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+
+
+def median_ms(fn, iters=ITERS):
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    ts = []
+    for _ in range(iters):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        ts.append(a.elapsed_time(b))
+    ts.sort()
+    return ts[len(ts) // 2]
+
+
+def fp8(shape):
+    return (torch.randn(shape, device=dev) * 0.5).to(torch.float8_e4m3fn)
+
+
+def res(name, v, unit):
+    print(f"RESULT {name} {v:.4g} {unit}", flush=True)
+
+
+# device-to-device copy, bytes read + written
+src = torch.randn(512 * 1024 * 1024, device=dev)  # 2 GiB
+dst = torch.empty_like(src)
+ms = median_ms(lambda: dst.copy_(src))
+res("copy_rw_TBps", 2 * src.numel() * 4 / ms / 1e9, "TB/s")
+del src, dst
+
+one = torch.ones((), device=dev)
+M = 8192
+a, bt = fp8((M, M)), fp8((M, M))
+ms = median_ms(lambda: torch._scaled_mm(a, bt.t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16))
+res("scaled_mm_8192_tflops", 2 * M**3 / ms / 1e9, "TFLOP/s")
+del a, bt
+
+E, T, H, I = 8, 4096, 7168, 2048
+xq = [fp8((T, H)) for _ in range(E)]
+w13 = [fp8((2 * I, H)) for _ in range(E)]
+w2 = [fp8((H, I)) for _ in range(E)]
+hq = [fp8((T, I)) for _ in range(E)]
+sa_x = torch.rand(T, 1, device=dev) + 0.5
+sb_13 = torch.rand(1, 2 * I, device=dev) + 0.5
+sa_h = torch.rand(T, 1, device=dev) + 0.5
+sb_2 = torch.rand(1, H, device=dev) + 0.5
+
+
+def gemms():
+    for e in range(E):
+        torch._scaled_mm(xq[e], w13[e].t(), scale_a=sa_x, scale_b=sb_13, out_dtype=torch.bfloat16)
+        torch._scaled_mm(hq[e], w2[e].t(), scale_a=sa_h, scale_b=sb_2, out_dtype=torch.bfloat16)
+
+
+def ffn():
+    for e in range(E):
+        gu = torch._scaled_mm(xq[e], w13[e].t(), scale_a=sa_x, scale_b=sb_13, out_dtype=torch.bfloat16)
+        h = F.silu(gu[:, :I]) * gu[:, I:]
+        s = h.abs().amax(dim=1, keepdim=True).float().clamp(min=1e-12) / 448.0
+        hq8 = (h / s).to(torch.float8_e4m3fn)
+        torch._scaled_mm(hq8, w2[e].t(), scale_a=s, scale_b=sb_2, out_dtype=torch.bfloat16)
+
+
+flop = 6.0 * E * T * H * I
+try:
+    res("torch_prefill_gemms_tflops", flop / median_ms(gemms) / 1e9, "TFLOP/s")
+    res("torch_prefill_ffn_tflops", flop / median_ms(ffn) / 1e9, "TFLOP/s")
+except Exception as ex:  # rowwise scaling not available
+    print("torch prefill peer failed:", ex)
+del xq, w13, w2, hq
+
+W13 = [torch.randn(2 * I, H, device=dev, dtype=torch.bfloat16) * 0.02 for _ in range(E)]
+W2 = [torch.randn(H, I, device=dev, dtype=torch.bfloat16) * 0.02 for _ in range(E)]
+wbytes = E * 3 * I * H * 2
+for t in (1, 16, 64):
+    xs = [torch.randn(t, H, device=dev, dtype=torch.bfloat16) for _ in range(E)]
+
+    def dec():
+        for e in range(E):
+            gu = torch.matmul(xs[e], W13[e].t())
+            torch.matmul(F.silu(gu[:, :I]) * gu[:, I:], W2[e].t())
+
+    ms = median_ms(dec)
+    res(f"torch_decode_bf16_T{t}_us", ms * 1e3, "us")
+    res(f"torch_decode_bf16_T{t}_weight_TBps", wbytes / ms / 1e9, "TB/s")

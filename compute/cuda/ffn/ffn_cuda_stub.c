@@ -1,0 +1,17 @@
+/* The GPU expert FFN in builds without CUDA: MOEP_ERR_UNSUPPORTED. */
+#include "moep_cuda_ffn.h"
+#include "moep_internal.h"
+
+moep_status_t moep_expert_ffn_cuda(const moep_expert_weights_t *w, const moep_tensor_t *x,
+                                   const moep_tensor_t *x_scales, const int64_t *expert_offset,
+                                   moep_tensor_t *y, moep_stream_t stream) {
+    (void)w, (void)x, (void)x_scales, (void)expert_offset, (void)y, (void)stream;
+    return moep__fail(MOEP_ERR_UNSUPPORTED, "moep_expert_ffn_cuda: built without CUDA");
+}
+
+moep_status_t moep_expert_ffn_masked_cuda(const moep_expert_weights_t *w, const moep_tensor_t *x,
+                                          const moep_tensor_t *x_scales, const int64_t *counts,
+                                          moep_tensor_t *y, moep_stream_t stream) {
+    (void)w, (void)x, (void)x_scales, (void)counts, (void)y, (void)stream;
+    return moep__fail(MOEP_ERR_UNSUPPORTED, "moep_expert_ffn_masked_cuda: built without CUDA");
+}

@@ -1,0 +1,128 @@
+/* Check suites of the GPU expert FFN: correctness on the device, argument errors anywhere. */
+#include <cuda_runtime_api.h>
+
+#include "gpu_ffn_case.h"
+#include "gpu_ffn_suites.h"
+#include "test_util.h"
+
+static uint64_t base_seed;
+
+static const moep_weight_format_t fmts[3] = {MOEP_WEIGHTS_FP8_E4M3, MOEP_WEIGHTS_MXFP4,
+                                             MOEP_WEIGHTS_NVFP4};
+
+static void run(const gpu_ffn_case_t *c, int salt) {
+    const char *err = gpu_ffn_run_case(c, base_seed + (uint64_t)salt * 7919u);
+    ck_assert_msg(err == NULL, "%s", err ? err : "");
+}
+
+/* Ragged experts, one empty, padding gaps; H, I not multiples of 128. */
+START_TEST(contiguous_ragged) {
+    gpu_ffn_case_t c = {fmts[_i], 0, 0, 4, 416, 224, {37, 0, 130, 5}, 0, 11};
+    run(&c, 1 + _i);
+}
+END_TEST
+
+/* All tokens on one expert, the others empty; unpadded. */
+START_TEST(contiguous_one_expert) {
+    gpu_ffn_case_t c = {fmts[_i], 0, 0, 4, 416, 224, {0, 0, 200, 0}, 0, 0};
+    run(&c, 11 + _i);
+}
+END_TEST
+
+START_TEST(masked_ragged) {
+    gpu_ffn_case_t c = {fmts[_i], 1, 0, 4, 416, 224, {37, 0, 130, 5}, 150, 0};
+    run(&c, 21 + _i);
+}
+END_TEST
+
+/* Decode-like: <= 64 tokens per expert, tile-multiple shapes. */
+START_TEST(masked_decode) {
+    gpu_ffn_case_t c = {fmts[_i], 1, 0, 3, 512, 256, {64, 1, 0}, 64, 0};
+    run(&c, 31 + _i);
+}
+END_TEST
+
+/* FP8 activations + 1x128 scales given by the caller (FP8 dispatch). */
+START_TEST(fp8_input) {
+    gpu_ffn_case_t c = {MOEP_WEIGHTS_FP8_E4M3, _i, 1, 4, 416, 224, {37, 0, 130, 5}, 150, 3};
+    run(&c, 41 + _i);
+}
+END_TEST
+
+/* Several 128-blocks in every dimension and more than one n-tile. */
+START_TEST(larger) {
+    gpu_ffn_case_t c = {fmts[_i], 0, 0, 2, 1024, 544, {300, 70}, 0, 5};
+    run(&c, 51 + _i);
+}
+END_TEST
+
+Suite *gpu_ffn_device_suite(void) {
+    base_seed = test_seed("gpu_ffn");
+    Suite *s = suite_create("gpu_ffn_device");
+    TCase *t = tcase_create("kernels");
+    tcase_set_timeout(t, 300);
+    tcase_add_loop_test(t, contiguous_ragged, 0, 3);
+    tcase_add_loop_test(t, contiguous_one_expert, 0, 3);
+    tcase_add_loop_test(t, masked_ragged, 0, 3);
+    tcase_add_loop_test(t, masked_decode, 0, 3);
+    tcase_add_loop_test(t, fp8_input, 0, 2);
+    tcase_add_loop_test(t, larger, 0, 3);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+static moep_expert_weights_t fake_weights(moep_weight_format_t f) {
+    static char buf[64] __attribute__((aligned(16)));
+    static float gs[4];
+    moep_expert_weights_t w;
+    moep_expert_weights_init(&w);
+    w.format = f;
+    w.num_experts = 2, w.hidden = 256, w.intermediate = 128;
+    moep_weight_stack_t s = {buf, buf, gs};
+    w.w1 = w.w3 = w.w2 = s;
+    return w;
+}
+
+START_TEST(bad_args) {
+    static char xb[64] __attribute__((aligned(16)));
+    int64_t off[3] = {0, 0, 0};
+    moep_tensor_t x = moep_tensor_2d(xb, MOEP_DTYPE_BF16, 4, 256);
+    moep_tensor_t y = moep_tensor_2d(xb, MOEP_DTYPE_BF16, 4, 256);
+    x.device = y.device = MOEP_DEVICE_CUDA;
+    moep_expert_weights_t w = fake_weights(MOEP_WEIGHTS_FP8_E4M3);
+    ck_assert_status(moep_expert_ffn_cuda(NULL, &x, NULL, off, &y, NULL), MOEP_ERR_INVALID_ARG);
+    ck_assert_status(moep_expert_ffn_cuda(&w, &x, NULL, NULL, &y, NULL), MOEP_ERR_INVALID_ARG);
+    ck_assert_status(moep_expert_ffn_cuda(&w, &x, &x, off, &y, NULL), MOEP_ERR_INVALID_ARG);
+    moep_expert_weights_t wb = fake_weights(MOEP_WEIGHTS_BF16);
+    ck_assert_status(moep_expert_ffn_cuda(&wb, &x, NULL, off, &y, NULL), MOEP_ERR_UNSUPPORTED);
+    moep_expert_weights_t wh = fake_weights(MOEP_WEIGHTS_MXFP4);
+    wh.intermediate = 144; /* % 32 != 0 */
+    ck_assert_status(moep_expert_ffn_cuda(&wh, &x, NULL, off, &y, NULL), MOEP_ERR_SHAPE);
+    moep_expert_weights_t wn = fake_weights(MOEP_WEIGHTS_NVFP4);
+    wn.w2.global_scale = NULL;
+    ck_assert_status(moep_expert_ffn_cuda(&wn, &x, NULL, off, &y, NULL), MOEP_ERR_INVALID_ARG);
+    moep_tensor_t x3 = moep_tensor_2d(xb, MOEP_DTYPE_BF16, 4, 128); /* H mismatch */
+    x3.device = MOEP_DEVICE_CUDA;
+    ck_assert_status(moep_expert_ffn_cuda(&w, &x3, NULL, off, &y, NULL), MOEP_ERR_SHAPE);
+    moep_tensor_t xh = x;
+    xh.device = MOEP_DEVICE_CPU;
+    ck_assert_status(moep_expert_ffn_cuda(&w, &xh, NULL, off, &y, NULL), MOEP_ERR_INVALID_ARG);
+    moep_tensor_t x8 = x;
+    x8.dtype = MOEP_DTYPE_FP8_E4M3; /* FP8 x without scales */
+    ck_assert_status(moep_expert_ffn_cuda(&w, &x8, NULL, off, &y, NULL), MOEP_ERR_INVALID_ARG);
+    /* masked: x must be [E, max_tokens, H] with E = num_experts */
+    ck_assert_status(moep_expert_ffn_masked_cuda(&w, &x, NULL, off, &y, NULL), MOEP_ERR_SHAPE);
+    moep_tensor_t xm = moep_tensor_3d(xb, MOEP_DTYPE_BF16, 3, 1, 256);
+    moep_tensor_t ym = moep_tensor_3d(xb, MOEP_DTYPE_BF16, 3, 1, 256);
+    xm.device = ym.device = MOEP_DEVICE_CUDA;
+    ck_assert_status(moep_expert_ffn_masked_cuda(&w, &xm, NULL, off, &ym, NULL), MOEP_ERR_SHAPE);
+}
+END_TEST
+
+Suite *gpu_ffn_args_suite(void) {
+    Suite *s = suite_create("gpu_ffn_args");
+    TCase *t = tcase_create("errors");
+    tcase_add_test(t, bad_args);
+    suite_add_tcase(s, t);
+    return s;
+}
