@@ -198,6 +198,7 @@ void tr_run_forked(int n, tr_rank_fn fn, void *arg, int limit_s, tr_result_t *re
             snprintf(shared + (size_t)i * TR_MSG_LEN, TR_MSG_LEN, "rank %d hung: killed", i);
         }
         res->exit_code[i] = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        res->pid[i] = (int)pids[i];
     }
     memcpy(res->msg, shared, sizeof res->msg);
     munmap(shared, sizeof res->msg);

@@ -21,6 +21,7 @@ typedef int (*tr_rank_fn)(const moep_bootstrap_t *bs, void *arg);
 typedef struct tr_result {
     int exit_code[TR_MAX_RANKS]; /* rank's return value; 128 + signal if killed; -1 if lost */
     char msg[TR_MAX_RANKS][TR_MSG_LEN];
+    int pid[TR_MAX_RANKS]; /* forked ranks only */
 } tr_result_t;
 
 /* Run fn as `n` threads / forked processes and wait for all of them.

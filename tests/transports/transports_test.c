@@ -3,6 +3,7 @@
  * run here (tcase_add_loop_test: the loop index picks the config), plus the
  * selection rules of moep__transport_open and the error paths of the core.
  */
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,6 +81,22 @@ typedef struct targ {
     int world;
 } targ_t;
 
+/* A SIGKILLed libfabric shm rank leaves its /dev/shm region behind
+ * (named moep_<pid>_<rank>_<time> by lf_context.c): remove it. */
+static void remove_shm_leftovers(int pid) {
+    DIR *d = opendir("/dev/shm");
+    if (d == NULL) return;
+    char prefix[32];
+    snprintf(prefix, sizeof prefix, "moep_%d_", pid);
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0) {
+            char path[300];
+            snprintf(path, sizeof path, "/dev/shm/%s", e->d_name);
+            unlink(path);
+        }
+    closedir(d);
+}
+
 /* Run fn on n ranks and check every rank's exit code (expect may be NULL: all 0). */
 static void run_ranks(const tcfg_t *cfg, int n, tr_rank_fn fn, targ_t *arg, const int *expect) {
     tr_result_t res;
@@ -89,6 +106,8 @@ static void run_ranks(const tcfg_t *cfg, int n, tr_rank_fn fn, targ_t *arg, cons
         tr_run_forked(n, fn, arg, 40, &res);
     else
         tr_run_threads(n, fn, arg, &res);
+    for (int i = 0; cfg->forked && i < n; i++)
+        if (res.exit_code[i] == 128 + SIGKILL) remove_shm_leftovers(res.pid[i]);
     char all[TR_MAX_RANKS * (TR_MSG_LEN + 32)] = "";
     size_t off = 0;
     int bad = 0;
