@@ -96,18 +96,18 @@ static moep_status_t lf_init(const moep_transport_init_args_t *args, void **tctx
     else if ((st = lf_find_provider(&ctx->info, &ctx->delivery_complete, why, sizeof why)) !=
              MOEP_OK)
         st = moep__fail(st, "libfabric init: %s", why);
+    char msg[512] = "";
+    if (st != MOEP_OK) snprintf(msg, sizeof msg, "%s", moep_last_error());
     moep_status_t ast = agree_provider(args, st == MOEP_OK ? ctx->info->fabric_attr->prov_name : "");
     if (st == MOEP_OK) st = ast;
     if (ctx == NULL) return st;
     if (st == MOEP_OK) {
         ctx->rank = args->rank;
         ctx->world_size = args->world_size;
-        ctx->timeout_ms = moep__timeout_ms(args->timeout_ms);
         st = open_endpoint(ctx);
     }
     if (st != MOEP_OK) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", moep_last_error());
+        if (msg[0] == '\0') snprintf(msg, sizeof msg, "%s", moep_last_error());
         lf_finalize(ctx);
         return moep__fail(st, "%s", msg);
     }

@@ -27,14 +27,13 @@ typedef struct lf_req {
     struct lf_req *bnext; /* backlog FIFO */
     void *buf;
     uint64_t wire_tag;
-    size_t len;
+    size_t len; /* posted length; bytes received once done */
     moep_status_t status;
     char why[160];
 } lf_req_t;
 
 typedef struct lf_ctx {
     int32_t rank, world_size;
-    int32_t timeout_ms;
     struct fi_info *info;
     struct fid_fabric *fabric;
     struct fid_domain *domain;
