@@ -4,6 +4,7 @@
  * peer error handling, so a dead peer fails its requests instead of hanging.
  * UCX reads its own environment (UCX_TLS, UCX_NET_DEVICES...).
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +119,11 @@ static moep_status_t ucx_connect_all(void *tctx, const void *addrs, size_t addr_
     MOEP_CHECK_ARG("ucx connect_all", tctx);
     MOEP_CHECK_ARG("ucx connect_all", addrs);
     ucx_ctx_t *ctx = tctx;
+    /* Peer failure handling is opt-in (MOEP_UCX_PEER_FAILURE=1): UCX then
+     * keeps only transports that can report a dead peer, which on one node
+     * means TCP instead of shared memory, several times slower; moep's own
+     * timeouts already turn a dead peer into an error. */
+    bool want_peer_errors = moep__env_long("MOEP_UCX_PEER_FAILURE", 0) == 1;
     for (int32_t r = 0; r < ctx->world_size; r++) {
         ucx_peer_t *p = &ctx->peers[r];
         if (p->ep != NULL)
@@ -134,18 +140,18 @@ static moep_status_t ucx_connect_all(void *tctx, const void *addrs, size_t addr_
         ucs_status_t s = UCS_ERR_UNREACHABLE;
         /* Once peer error handling failed, skip it for the other endpoints:
          * each failed attempt makes UCX log errors. */
-        if (!ctx->no_peer_errors) s = ucp_ep_create(ctx->worker, &ep, &p->ep);
+        if (want_peer_errors && !ctx->no_peer_errors) s = ucp_ep_create(ctx->worker, &ep, &p->ep);
         if (s == UCS_ERR_UNREACHABLE) {
-            /* UCX 1.13's shared-memory transports have no peer failure
-             * handler; connect without one: a dead peer is then a timeout. */
+            /* Without peer error handling (the default, or UCX 1.13's shared
+             * memory transports, which have no peer failure handler), a dead
+             * peer is a timeout. */
             ep.err_mode = UCP_ERR_HANDLING_MODE_NONE;
             ep.field_mask &= ~(uint64_t)UCP_EP_PARAM_FIELD_ERR_HANDLER;
             s = ucp_ep_create(ctx->worker, &ep, &p->ep);
-            if (s == UCS_OK && !ctx->no_peer_errors) {
-                ctx->no_peer_errors = 1;
+            if (s == UCS_OK && want_peer_errors && !ctx->no_peer_errors)
                 MOEP_LOG_AT(MOEP_LOG_INFO, "ucx: rank %d: no peer failure detection with "
                             "UCX_TLS=%s; a dead peer shows as a timeout", (int)ctx->rank, ctx->tls);
-            }
+            ctx->no_peer_errors = 1;
         }
         if (s != UCS_OK) {
             p->ep = NULL;
