@@ -46,20 +46,10 @@ int moep__fp8_ffn(const moep_expert_weights_t *w, const uint8_t *xq, const float
                   const moep__ffn_tile_t *tiles, int32_t max_tiles, uint8_t *hq, float *hs, void *y,
                   cudaStream_t s, cudaError_t *err);
 
-/*
- * FP4 path. Activations go through a K-permuted f16 layout (fp4_decode.cuh):
- * xp [ceil(H/128)*128, np] and hp [ceil(I/128)*128, np] halves, np rows.
- */
-static inline int64_t moep__fp4_np(int64_t n) { return n + 8; }
-
-/* x bf16 (xs == NULL) or FP8 + xs [N, K] -> permuted f16 xp. */
-cudaError_t moep__fp4_xperm(const void *x, const float *xs, int64_t n, int32_t K, int64_t np,
-                            void *xp, cudaStream_t s);
-
-/* x bf16 (xs == NULL) or FP8 + xs; xp, hp workspaces as above; y bf16. */
+/* FP4 path: x bf16 (xs == NULL) or FP8 + xs; h f16 [N, I] workspace; y bf16. */
 cudaError_t moep__fp4_ffn(const moep_expert_weights_t *w, const void *x, const float *xs,
-                          int64_t n, const moep__ffn_tile_t *tiles, int32_t max_tiles, void *xp,
-                          void *hp, void *y, cudaStream_t s);
+                          const moep__ffn_tile_t *tiles, int32_t max_tiles, void *h, void *y,
+                          cudaStream_t s);
 
 #ifdef __cplusplus
 }

@@ -37,11 +37,9 @@ static moep_status_t run(const char *fn, const moep_expert_weights_t *w, const m
     const size_t nbh = (size_t)((H + 127) / 128), nbi = (size_t)((I + 127) / 128);
     const size_t b_tiles = align256((size_t)max_tiles * sizeof(moep__ffn_tile_t));
     const int quant_x = fp8 && x->dtype == MOEP_DTYPE_BF16;
+    const size_t b_xq = quant_x ? align256((size_t)n * H) : 0;
     const size_t b_xs = quant_x ? align256((size_t)n * nbh * 4) : 0;
-    /* FP4: b_xq holds the permuted f16 x, b_h the permuted f16 h (moep__fp4_np rows) */
-    const size_t np4 = fp8 ? 0 : (size_t)moep__fp4_np(n);
-    const size_t b_xq = quant_x ? align256((size_t)n * H) : align256(np4 * nbh * 128 * 2);
-    const size_t b_h = fp8 ? align256((size_t)n * I) : align256(np4 * nbi * 128 * 2);
+    const size_t b_h = fp8 ? align256((size_t)n * I) : align256((size_t)n * I * 2);
     const size_t b_hs = fp8 ? align256((size_t)n * nbi * 4) : 0;
     char *ws = NULL;
     cudaError_t e = cudaMallocAsync((void **)&ws, b_tiles + b_xq + b_xs + b_h + b_hs, s);
@@ -72,8 +70,8 @@ static moep_status_t run(const char *fn, const moep_expert_weights_t *w, const m
         }
     } else if (e == cudaSuccess) {
         stage = "FP4 kernels";
-        e = moep__fp4_ffn(w, x->data, x_scales ? (const float *)x_scales->data : NULL, n, tiles,
-                          max_tiles, xq, h, y->data, s);
+        e = moep__fp4_ffn(w, x->data, x_scales ? (const float *)x_scales->data : NULL, tiles,
+                          max_tiles, h, y->data, s);
     }
     cudaError_t ef = cudaFreeAsync(ws, s);
     if (e != cudaSuccess) return cuda_fail(fn, stage, e);

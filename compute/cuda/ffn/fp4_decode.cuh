@@ -55,16 +55,4 @@ __device__ __forceinline__ void moep__mma_f16(float *c, uint32_t a0, uint32_t a1
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-/*
- * The activations of the FP4 kernels live in a K-permuted f16 layout made for
- * the mma B fragments: per 128-channel segment, 8 records (one per k16 mma
- * step) of 16 halves per token row, [seg][record][row][16] (rows padded).
- * Channel kk of a segment goes to record s, half p: returns s * 16 + p. The
- * weights' decode order (moep__e2m1x8_to_f16 on lane q's 16 bytes) matches.
- */
-__device__ __forceinline__ int moep__f4_perm(int kk) {
-    const int G = kk >> 3, cc = kk & 7, c = cc & 3, hi = cc >> 2, q = G >> 2, j = G & 3;
-    return (2 * j + (c >> 1)) * 16 + (q * 2 + (c & 1)) * 2 + hi;
-}
-
 #endif /* MOEP_FP4_DECODE_CUH */

@@ -104,41 +104,4 @@ __device__ __forceinline__ void moep__named_bar(uint32_t id, uint32_t threads) {
     asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
 }
 
-/* Ampere-style per-thread async copies (completion by commit/wait groups). */
-/* 16 bytes, zero-filled when !ok; the whole 256-byte L2 sector group is prefetched. */
-__device__ __forceinline__ void moep__cp_async16(void *dst, const void *src, bool ok) {
-#ifdef MOEP__CP_L2_128
-    asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;" ::"r"(moep__smem_addr(dst)),
-                 "l"(src), "r"(ok ? 16 : 0)
-                 : "memory");
-#else
-    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;" ::"r"(moep__smem_addr(dst)),
-                 "l"(src), "r"(ok ? 16 : 0)
-                 : "memory");
-#endif
-}
-/* 4 bytes (4-aligned), zero-filled when !ok. */
-__device__ __forceinline__ void moep__cp_async4(void *dst, const void *src, bool ok) {
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(moep__smem_addr(dst)), "l"(src),
-                 "r"(ok ? 4 : 0)
-                 : "memory");
-}
-__device__ __forceinline__ void moep__cp_async_commit(void) {
-    asm volatile("cp.async.commit_group;" ::: "memory");
-}
-template <int N>
-__device__ __forceinline__ void moep__cp_async_wait(void) {
-    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
-}
-
-/* 1-D bulk copy global -> shared (TMA engine), completing bytes on bar. 16-aligned, size % 16 == 0. */
-__device__ __forceinline__ void moep__bulk_load(void *dst, const void *src, uint32_t bytes,
-                                                uint64_t *bar) {
-    asm volatile(
-        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-            moep__smem_addr(dst)),
-        "l"(src), "r"(bytes), "r"(moep__smem_addr(bar))
-        : "memory");
-}
-
 #endif /* MOEP_SM90_PTX_CUH */
