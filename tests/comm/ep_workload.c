@@ -101,53 +101,50 @@ static void wire_row(const ep_spec_t *s, const void *x, int64_t row, float *out)
     }
 }
 
+/* Record a failure and leave through the function's cleanup label. */
 #define FAIL(...)                              \
     do {                                       \
         snprintf(err, len, __VA_ARGS__);       \
-        free(row);                             \
-        return 1;                              \
+        rc = 1;                                \
+        goto out;                              \
     } while (0)
+
+/* Does `rank` hold one of token `tok`'s experts? */
+static int token_is_mine(const ep_spec_t *s, const ep_tokens_t *t, int32_t tok,
+                         const int32_t *expert_rank, int32_t rank) {
+    for (int32_t j = 0; j < s->top_k; j++) {
+        int32_t e = t->topk_idx[tok * s->top_k + j];
+        if (e >= 0 && expert_rank[e] == rank) return 1;
+    }
+    return 0;
+}
 
 int ep_check_dispatch(const ep_spec_t *s, int32_t rank, int version, const int32_t *expert_rank,
                       const moep_dispatch_result_t *r, char *err, size_t len) {
     int32_t H = s->hidden, k = s->top_k, L = r->num_local_experts;
+    int rc = 0;
     float *row = calloc((size_t)H, sizeof(float));
-    int64_t i = 0;
     int64_t *per_expert = calloc((size_t)L + 1, sizeof(int64_t));
+    ep_tokens_t t = {0};
+    int64_t i = 0;
     for (int32_t src = 0; src < s->world; src++) {
-        ep_tokens_t t;
+        ep_tokens_free(&t);
         ep_tokens_make(s, src, version, &t);
         for (int32_t tok = 0; tok < t.T; tok++) {
-            int mine = 0;
-            for (int32_t j = 0; j < k; j++) {
-                int32_t e = t.topk_idx[tok * k + j];
-                mine |= e >= 0 && expert_rank[e] == rank;
-            }
-            if (!mine) continue;
-            if (i >= r->num_recv) {
-                ep_tokens_free(&t);
-                free(per_expert);
-                FAIL("received %lld tokens, expected more", (long long)r->num_recv);
-            }
-            if (r->recv_src_rank[i] != src) {
-                ep_tokens_free(&t);
-                free(per_expert);
+            if (!token_is_mine(s, &t, tok, expert_rank, rank)) continue;
+            if (i >= r->num_recv) FAIL("received %lld tokens, expected more", (long long)r->num_recv);
+            if (r->recv_src_rank[i] != src)
                 FAIL("recv row %lld from rank %d, expected %d", (long long)i, r->recv_src_rank[i], src);
-            }
             wire_row(s, t.x, tok, row);
             for (int32_t d = 0; d < H; d++) {
                 float got = load(r->recv_x.data, s->dtype, i * H + d);
                 float want = s->dtype == MOEP_DTYPE_BF16 ? moep_bf16_to_f32(moep_f32_to_bf16(row[d])) : row[d];
-                if (got != want) {
-                    ep_tokens_free(&t);
-                    free(per_expert);
+                if (got != want)
                     FAIL("recv_x[%lld,%d] = %g, expected %g (token %d of rank %d)", (long long)i, d,
                          got, want, tok, src);
-                }
             }
             for (int32_t j = 0; j < k; j++) {
-                int32_t e = t.topk_idx[tok * k + j];
-                int32_t want = -1;
+                int32_t e = t.topk_idx[tok * k + j], want = -1;
                 if (e >= 0 && expert_rank[e] == rank) {
                     want = 0;
                     for (int32_t q = 0; q < e; q++) want += expert_rank[q] == rank;
@@ -155,41 +152,36 @@ int ep_check_dispatch(const ep_spec_t *s, int32_t rank, int version, const int32
                 }
                 int32_t got = ((const int32_t *)r->recv_topk_idx.data)[i * k + j];
                 float gw = ((const float *)r->recv_topk_weights.data)[i * k + j];
-                if (got != want || gw != t.topk_w[tok * k + j]) {
-                    ep_tokens_free(&t);
-                    free(per_expert);
+                if (got != want || gw != t.topk_w[tok * k + j])
                     FAIL("recv slot [%lld,%d]: local id %d weight %g, expected %d %g", (long long)i, j,
                          got, gw, want, t.topk_w[tok * k + j]);
-                }
             }
             i++;
         }
-        ep_tokens_free(&t);
     }
-    if (i != r->num_recv) {
-        free(per_expert);
+    if (i != r->num_recv)
         FAIL("received %lld tokens, expected %lld", (long long)r->num_recv, (long long)i);
-    }
     int64_t a = s->alignment > 0 ? s->alignment : 1, off = 0;
     for (int32_t l = 0; l < L; l++) {
-        if (r->tokens_per_local_expert[l] != per_expert[l] || r->expert_offset[l] != off) {
-            free(per_expert);
+        if (r->tokens_per_local_expert[l] != per_expert[l] || r->expert_offset[l] != off)
             FAIL("local expert %d: %lld tokens at %lld, expected %lld at %lld", l,
                  (long long)r->tokens_per_local_expert[l], (long long)r->expert_offset[l],
                  (long long)per_expert[l], (long long)off);
-        }
         off += (per_expert[l] + a - 1) / a * a;
     }
-    free(per_expert);
     if (r->expert_offset[L] != off || r->num_expert_rows != off)
         FAIL("expert rows %lld, expected %lld", (long long)r->num_expert_rows, (long long)off);
+out:
+    ep_tokens_free(&t);
+    free(per_expert);
     free(row);
-    return 0;
+    return rc;
 }
 
 int ep_check_combine(const ep_spec_t *s, int32_t rank, int version, const void *out, char *err,
                      size_t len) {
     int32_t H = s->hidden, k = s->top_k;
+    int rc = 0;
     float *row = calloc((size_t)H, sizeof(float));
     ep_tokens_t t;
     ep_tokens_make(s, rank, version, &t);
@@ -210,8 +202,9 @@ int ep_check_combine(const ep_spec_t *s, int32_t rank, int version, const void *
             if (diff > max_diff) max_diff = diff;
         }
     }
-    ep_tokens_free(&t);
     if (max_diff / max_ref > tol) FAIL("combine max rel err %.3g > %.1g", max_diff / max_ref, tol);
+out:
+    ep_tokens_free(&t);
     free(row);
-    return 0;
+    return rc;
 }
