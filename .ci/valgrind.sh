@@ -8,6 +8,6 @@ bazel build //tests/routing:routing_test //tests/compute:compute_test //tests/qu
 bin=$(bazel info bazel-bin)
 for t in routing/routing_test compute/compute_test quant/quant_test; do
   echo "--- valgrind $t"
-  CK_FORK=no MOEP_TEST_QUICK=1 valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+  CK_FORK=no valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-possibly-lost=no \
     -q "$bin/tests/$t"
 done
