@@ -71,6 +71,40 @@ MOEP_API moep_status_t moep_layout_counts_cuda(const moep_tensor_t *topk_idx, in
 /* Stream on which the comm's GPU dispatch / combine run (default NULL, the
  * legacy stream). MOEP_ERR_INVALID_USAGE on a CPU communicator. */
 MOEP_API moep_status_t moep_comm_set_stream_cuda(moep_comm_t *comm, moep_stream_t stream);
+/* The stream set above (NULL = legacy); MOEP_ERR_INVALID_USAGE on a CPU
+ * communicator. */
+MOEP_API moep_status_t moep_comm_get_stream_cuda(const moep_comm_t *comm, moep_stream_t *stream);
+/* The CUDA ordinal of a device communicator; -1 for a CPU one (or NULL). */
+MOEP_API int32_t moep_comm_device_cuda(const moep_comm_t *comm);
+
+/*
+ * The GPU MoE layer (api/moep_layer.h): moep_layer_create with a device
+ * communicator makes a layer whose forward runs on that comm's GPU and
+ * stream, with the same config, setters and collective semantics:
+ *   router GEMM (a tiled f32 CUDA kernel, no cuBLAS) -> moep_route_cuda ->
+ *   moep_dispatch -> moep_expert_ffn_cuda on the expert-major rows ->
+ *   shared expert (moep_expert_ffn_cuda, E = 1, writes y) -> moep_combine
+ *   (accumulates onto y).
+ * Differences from the CPU layer:
+ *   - act_dtype must be bf16 (the GPU FFN takes and writes bf16 rows);
+ *     x, y (and token_ids for HASH routing) are device tensors on the comm's
+ *     GPU; a layer without a communicator (comm NULL) is CPU-only: make a
+ *     1-rank nccl communicator for one GPU.
+ *   - moep_layer_set_experts / moep_layer_set_shared take weights whose
+ *     data, scales and global_scale pointers are DEVICE memory, referenced
+ *     (not copied), in MOEP_WEIGHTS_FP8_E4M3, MXFP4 or NVFP4: the GPU FFN
+ *     has no f32 / bf16-weight path (MOEP_ERR_UNSUPPORTED). H and I must meet
+ *     moep_expert_ffn_cuda's constraints (checked at forward: MOEP_ERR_SHAPE).
+ *   - moep_layer_set_gate accepts a host or a device f32 tensor (copied to
+ *     the GPU); moep_layer_set_bias stays a host array.
+ *   - moep_layer_last_routing returns device tensors (device = CUDA).
+ *   - timings come from CUDA events recorded on the stream between the
+ *     stages (route_ms includes the router GEMM); filling them waits for
+ *     the forward to finish and copies topk_idx home for the load
+ *     statistics. With timings NULL the forward returns once enqueued,
+ *     apart from the host waits of moep_route_cuda (NaN check) and of a
+ *     fresh dispatch (counts).
+ */
 
 #ifdef __cplusplus
 }

@@ -105,6 +105,10 @@ typedef struct moep_transport_v1 {
     moep_status_t (*alltoallv)(void *tctx, const void *send_buf, const size_t *send_bytes,
                                const size_t *send_off, void *recv_buf, const size_t *recv_bytes,
                                const size_t *recv_off, moep_stream_t stream);
+    /* Optional, with alltoallv: begin (1) / end (0) a group of alltoallv
+     * calls that the transport may launch as one (NCCL: ncclGroupStart /
+     * ncclGroupEnd around them: one kernel for several buffers). */
+    moep_status_t (*group)(void *tctx, int begin);
 } moep_transport_v1_t;
 
 typedef moep_transport_v1_t moep_transport_t;

@@ -151,8 +151,9 @@ static int print_table(const bench_options_t *o, const bench_result_t *res) {
            o->experts, o->top_k, moep_route_kind_name(o->route), o->hidden, o->intermediate,
            o->shared_intermediate, moep_dtype_name(o->dtype), moep_weight_format_name(o->weights),
            o->wire ? moep_dtype_name(o->wire) : moep_dtype_name(o->dtype));
-    printf("           %d tokens/rank, %d rank(s) over %s, %d iters (median; slowest rank)\n\n",
-           o->tokens, n, res[0].transport, o->iters);
+    printf("           %d tokens/rank, %d rank(s) over %s%s, %d iters (median; slowest rank)\n\n",
+           o->tokens, n, res[0].transport,
+           o->device == MOEP_DEVICE_CUDA ? " (one GPU each, CUDA events)" : "", o->iters);
     printf("  %-10s %10s\n", "stage", "ms");
     static const char *names[] = {"route", "dispatch", "experts", "shared", "combine", "total"};
     size_t offs[] = {offsetof(bench_result_t, route_ms),   offsetof(bench_result_t, dispatch_ms),

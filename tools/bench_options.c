@@ -42,7 +42,10 @@ void bench_usage(void) {
             "  --wire f32|bf16|fp8  dispatch wire format (as dtype)\n"
             "  --threads N        OpenMP threads per rank (cores / ranks)\n"
             "  --ranks N          ranks, as processes (threads for --transport local)\n"
-            "  --transport NAME   local | ucx | libfabric (MOEP_TRANSPORT, else probe)\n"
+            "  --transport NAME   local | ucx | libfabric | nccl (MOEP_TRANSPORT, else probe)\n"
+            "  --device cpu|cuda  where the layer runs (cpu); cuda: one process and GPU per\n"
+            "                     rank over nccl, bf16 activations, --weights fp8 (default),\n"
+            "                     mxfp4 or nvfp4, FP8 shared expert (CUDA build only)\n"
             "  --iters N, --warmup N, --seed S\n");
 }
 
@@ -79,7 +82,54 @@ static int parse_weights(const char *v, moep_weight_format_t *out) {
     return 2;
 }
 
+static int parse_device(const char *v, moep_device_t *out) {
+    if (v && strcmp(v, "cpu") == 0) {
+        *out = MOEP_DEVICE_CPU;
+        return 0;
+    }
+    if (v && strcmp(v, "cuda") == 0) {
+#ifdef MOEP_HAVE_CUDA
+        *out = MOEP_DEVICE_CUDA;
+        return 0;
+#else
+        fprintf(stderr, "moep bench: --device cuda: CUDA support is not compiled in (build with "
+                        "--config=cuda, e.g. tools/gpu_bundle.sh)\n");
+        return 2;
+#endif
+    }
+    fprintf(stderr, "moep bench: bad --device '%s' (cpu | cuda)\n", v ? v : "");
+    return 2;
+}
+
+/* --device cuda: the GPU layer's formats (api/moep_cuda.h); 0 or 2. */
+static int settle_cuda(bench_options_t *o, int dtype_set, int weights_set) {
+    if (dtype_set && o->dtype != MOEP_DTYPE_BF16) {
+        fprintf(stderr, "moep bench: --device cuda runs bf16 activations (--dtype bf16)\n");
+        return 2;
+    }
+    o->dtype = MOEP_DTYPE_BF16;
+    if (!weights_set) o->weights = MOEP_WEIGHTS_FP8_E4M3;
+    if (o->weights != MOEP_WEIGHTS_FP8_E4M3 && o->weights != MOEP_WEIGHTS_MXFP4 &&
+        o->weights != MOEP_WEIGHTS_NVFP4) {
+        fprintf(stderr, "moep bench: --device cuda needs --weights fp8, mxfp4 or nvfp4 (the GPU "
+                        "expert FFN has no f32/bf16-weight path)\n");
+        return 2;
+    }
+    if (o->wire != 0 && o->wire != MOEP_DTYPE_BF16) {
+        fprintf(stderr, "moep bench: --device cuda sends bf16 rows (no --wire %s on the GPU path)\n",
+                moep_dtype_name(o->wire));
+        return 2;
+    }
+    if (o->transport == NULL) o->transport = "nccl";
+    if (strcmp(o->transport, "nccl") != 0) {
+        fprintf(stderr, "moep bench: --device cuda needs --transport nccl\n");
+        return 2;
+    }
+    return 0;
+}
+
 int bench_options_parse(bench_options_t *o, int argc, char **argv) {
+    int dtype_set = 0, weights_set = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int rc = 0, used = 1;
@@ -100,9 +150,10 @@ int bench_options_parse(bench_options_t *o, int argc, char **argv) {
                 fprintf(stderr, "moep bench: bad --route '%s'\n", v ? v : "");
                 rc = 2;
             }
-        } else if (strcmp(a, "--dtype") == 0) rc = parse_dtype(a, v, &o->dtype);
+        } else if (strcmp(a, "--dtype") == 0) rc = parse_dtype(a, v, &o->dtype), dtype_set = 1;
         else if (strcmp(a, "--wire") == 0) rc = parse_dtype(a, v, &o->wire);
-        else if (strcmp(a, "--weights") == 0) rc = parse_weights(v, &o->weights);
+        else if (strcmp(a, "--weights") == 0) rc = parse_weights(v, &o->weights), weights_set = 1;
+        else if (strcmp(a, "--device") == 0) rc = parse_device(v, &o->device);
         else if (strcmp(a, "--threads") == 0) rc = parse_int(a, v, 0, 1024, &o->threads);
         else if (strcmp(a, "--ranks") == 0) rc = parse_int(a, v, 1, 256, &o->ranks);
         else if (strcmp(a, "--transport") == 0) {
@@ -121,6 +172,7 @@ int bench_options_parse(bench_options_t *o, int argc, char **argv) {
         if (rc != 0) return rc;
         i += used;
     }
+    if (o->device == MOEP_DEVICE_CUDA) return settle_cuda(o, dtype_set, weights_set);
     if (o->weights == MOEP_WEIGHTS_F32 && o->dtype == MOEP_DTYPE_BF16) o->weights = MOEP_WEIGHTS_BF16;
     return 0;
 }

@@ -27,6 +27,7 @@ typedef struct bench_options {
     int32_t iters, warmup;
     uint64_t seed;
     int32_t max_ranks_per_token;  /* device-limited routing, 0 = off */
+    moep_device_t device;         /* CPU, or CUDA: one GPU per rank (CUDA build) */
 } bench_options_t;
 
 void bench_options_default(bench_options_t *o);

@@ -16,14 +16,15 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-static moep_status_t fail(bench_result_t *r, moep_status_t st, const char *what) {
+moep_status_t bench_fail(bench_result_t *r, moep_status_t st, const char *what) {
     r->status = st;
     snprintf(r->error, sizeof r->error, "%s: %s (%s)", what, moep_status_name(st), moep_last_error());
     return st;
 }
 
-static moep_status_t make_layer(const bench_options_t *o, const bench_model_t *m, moep_comm_t *comm,
-                                moep_layer_t **l_p) {
+moep_status_t bench_make_layer(const bench_options_t *o, const bench_model_t *m, moep_comm_t *comm,
+                               const moep_expert_weights_t *experts,
+                               const moep_expert_weights_t *shared, moep_layer_t **l_p) {
     moep_layer_config_t cfg;
     moep_layer_config_init(&cfg);
     cfg.router.kind = o->route;
@@ -47,13 +48,13 @@ static moep_status_t make_layer(const bench_options_t *o, const bench_model_t *m
     moep_tensor_t gate = moep_tensor_2d(m->gate, MOEP_DTYPE_F32, o->experts, o->hidden);
     BENCH_TRY(moep_layer_set_gate(*l_p, &gate));
     if (o->route == MOEP_ROUTE_SIGMOID_GROUPED) BENCH_TRY(moep_layer_set_bias(*l_p, m->bias));
-    BENCH_TRY(moep_layer_set_experts(*l_p, &m->local));
-    if (o->shared_intermediate > 0) BENCH_TRY(moep_layer_set_shared(*l_p, &m->shared));
+    BENCH_TRY(moep_layer_set_experts(*l_p, experts));
+    if (o->shared_intermediate > 0) BENCH_TRY(moep_layer_set_shared(*l_p, shared));
     return MOEP_OK;
 }
 
-static void timed_loop(const bench_options_t *o, moep_layer_t *l, const moep_tensor_t *x,
-                       const moep_tensor_t *ids, moep_tensor_t *y, bench_result_t *r) {
+void bench_timed_loop(const bench_options_t *o, moep_layer_t *l, const moep_tensor_t *x,
+                      const moep_tensor_t *ids, moep_tensor_t *y, bench_result_t *r) {
     int n = o->iters;
     double *t[6];
     for (int i = 0; i < 6; i++) t[i] = calloc((size_t)n, sizeof(double));
@@ -61,7 +62,7 @@ static void timed_loop(const bench_options_t *o, moep_layer_t *l, const moep_ten
     for (int it = 0; it < o->warmup + n; it++) {
         moep_status_t st = moep_layer_forward(l, x, ids, y, &tm);
         if (st != MOEP_OK) {
-            fail(r, st, "moep_layer_forward");
+            bench_fail(r, st, "moep_layer_forward");
             break;
         }
         if (it < o->warmup) continue;
@@ -88,6 +89,12 @@ static void timed_loop(const bench_options_t *o, moep_layer_t *l, const moep_ten
 }
 
 void bench_run_rank(const bench_options_t *o, const moep_bootstrap_t *bs, bench_result_t *r) {
+#ifdef MOEP_HAVE_CUDA
+    if (o->device == MOEP_DEVICE_CUDA) {
+        bench_run_rank_cuda(o, bs, r);
+        return;
+    }
+#endif
     memset(r, 0, sizeof *r);
     r->rank = bs ? bs->rank : 0;
     int32_t world = bs ? bs->world_size : 1;
@@ -97,31 +104,31 @@ void bench_run_rank(const bench_options_t *o, const moep_bootstrap_t *bs, bench_
     void *x = NULL, *y = NULL;
     int64_t *ids = NULL;
     moep_status_t st = bench_model_create(o, r->rank, world, &m);
-    if (st != MOEP_OK) fail(r, st, "building the model");
+    if (st != MOEP_OK) bench_fail(r, st, "building the model");
     if (st == MOEP_OK && bs != NULL) {
         moep_comm_params_t cp;
         moep_comm_params_init(&cp);
         cp.transport = o->transport;
         cp.num_experts = o->experts;
         st = moep_comm_create(&cp, bs, &comm);
-        if (st != MOEP_OK) fail(r, st, "moep_comm_create");
+        if (st != MOEP_OK) bench_fail(r, st, "moep_comm_create");
     }
     if (st == MOEP_OK) {
-        st = make_layer(o, m, comm, &l);
-        if (st != MOEP_OK) fail(r, st, "creating the layer");
+        st = bench_make_layer(o, m, comm, &m->local, &m->shared, &l);
+        if (st != MOEP_OK) bench_fail(r, st, "creating the layer");
     }
     if (st == MOEP_OK) {
         snprintf(r->transport, sizeof r->transport, "%s", comm ? moep_comm_transport(comm) : "local");
         st = bench_model_tokens(m, &x, &ids);
         size_t es = o->dtype == MOEP_DTYPE_BF16 ? 2 : 4;
         y = calloc((size_t)o->tokens * o->hidden + 1, es);
-        if (st != MOEP_OK || y == NULL) st = fail(r, MOEP_ERR_NO_MEMORY, "allocating tokens");
+        if (st != MOEP_OK || y == NULL) st = bench_fail(r, MOEP_ERR_NO_MEMORY, "allocating tokens");
     }
     if (st == MOEP_OK) {
         moep_tensor_t xt = moep_tensor_2d(x, o->dtype, o->tokens, o->hidden);
         moep_tensor_t yt = moep_tensor_2d(y, o->dtype, o->tokens, o->hidden);
         moep_tensor_t it = moep_tensor_1d(ids, MOEP_DTYPE_I64, o->tokens);
-        timed_loop(o, l, &xt, &it, &yt, r);
+        bench_timed_loop(o, l, &xt, &it, &yt, r);
     }
     if (r->status == MOEP_OK && st == MOEP_OK) {
         moep_tensor_t idx, w;

@@ -67,11 +67,22 @@ int moep__cuda_write_headers(const moep__cuda_header_args_t *a, const int64_t *r
                              const int64_t *expert_count, const int32_t *bad, uint8_t *msgs,
                              moep_stream_t stream);
 
+/* Which slots a pack writes, and where this rank's own rows go: they skip
+ * the transport, straight into the receive buffers (x row and meta of slot
+ * s at x / meta + (s - slot0) rows). */
+typedef struct moep__cuda_pack_self {
+    int32_t rank;       /* this rank */
+    int32_t peers;      /* pack the slots of the other ranks (into send_x / meta) */
+    int32_t self;       /* pack this rank's slots (into x / meta below) */
+    int64_t slot0;      /* first slot of this rank */
+    void *x, *meta;     /* this rank's rows in the receive buffers */
+} moep__cuda_pack_self_t;
 /* Send rows: x row of token t into send_x + slot * row_bytes for each of its
  * slots; with meta != NULL also ids and weights (k i32 + k f32) per slot. */
 int moep__cuda_pack(const void *x, size_t row_bytes, int64_t T, int32_t R,
                     const int32_t *token_rank_slot, void *send_x, const int32_t *topk_idx,
-                    const float *topk_w, int32_t k, void *meta, moep_stream_t stream);
+                    const float *topk_w, int32_t k, void *meta, const moep__cuda_pack_self_t *self,
+                    moep_stream_t stream);
 /* Received meta -> local expert ids ([-1] elsewhere), weights, source rank. */
 int moep__cuda_unpack_meta(const void *meta, int64_t n, int32_t k, int32_t E,
                            const int32_t *global_to_local, const int64_t *recv_offset, int32_t R,
@@ -95,6 +106,11 @@ int moep__cuda_combine_local(const void *y, int y_bf16, int32_t H, const int32_t
 int moep__cuda_combine_home(const void *partial, int p_bf16, int32_t H,
                             const int32_t *token_rank_slot, int64_t T, int32_t R, void *out,
                             int out_bf16, int accumulate, moep_stream_t stream);
+
+/* ---- MoE layer (router_gemm.cu) ---- */
+/* logits [T, E] f32 = x [T, H] (bf16 if x_bf16, else f32) · gate [E, H]ᵀ. */
+int moep__cuda_router_logits(const void *x, int x_bf16, int64_t T, int32_t H, const float *gate,
+                             int32_t E, float *logits, moep_stream_t stream);
 
 #ifdef __cplusplus
 }

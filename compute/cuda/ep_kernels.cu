@@ -23,35 +23,56 @@ __device__ inline void copy_row(const uint8_t *src, uint8_t *dst, size_t bytes) 
 
 int vec_of(size_t bytes) { return bytes % 16 == 0 ? 16 : bytes % 4 == 0 ? 4 : 1; }
 
+/* Where slot s of rank r goes: send_x for peers, self_x (at s - self_slot0)
+ * for this rank's own rows, which never touch the transport. */
+struct pack_dst {
+    int32_t self_rank;
+    int32_t pack_peers, pack_self;
+    int64_t self_slot0;
+    uint8_t *self_x;
+    int32_t *self_meta;
+};
+
+__device__ inline bool pack_wanted(const pack_dst &d, int32_t r) {
+    return r == d.self_rank ? d.pack_self != 0 : d.pack_peers != 0;
+}
+
 template <typename V>
 __global__ void pack_kernel(const uint8_t *x, size_t row_bytes, int32_t R, const int32_t *trs,
                             uint8_t *send_x, const int32_t *topk_idx, const float *topk_w,
-                            int32_t k, int32_t *meta) {
+                            int32_t k, int32_t *meta, pack_dst d) {
     int64_t t = blockIdx.x;
     const V *src = (const V *)(x + (size_t)t * row_bytes);
-    int32_t slots[16];
+    uint8_t *dst[16];
     int32_t ns = 0;
     for (int32_t r = 0; r < R && ns < 16; r++) {
         int32_t s = trs[t * R + r];
-        if (s >= 0) slots[ns++] = s;
+        if (s < 0 || !pack_wanted(d, r)) continue;
+        dst[ns++] = r == d.self_rank ? d.self_x + (size_t)(s - d.self_slot0) * row_bytes
+                                     : send_x + (size_t)s * row_bytes;
     }
     for (size_t i = threadIdx.x; i < row_bytes / sizeof(V); i += blockDim.x) {
         V v = src[i];
-        for (int32_t q = 0; q < ns; q++) ((V *)(send_x + (size_t)slots[q] * row_bytes))[i] = v;
+        for (int32_t q = 0; q < ns; q++) ((V *)dst[q])[i] = v;
     }
     if (R > 16) { /* rare: more ranks than held in registers */
         for (int32_t r = 16; r < R; r++) {
             int32_t s = trs[t * R + r];
-            if (s >= 0) copy_row<V>((const uint8_t *)src, send_x + (size_t)s * row_bytes, row_bytes);
+            if (s < 0 || !pack_wanted(d, r)) continue;
+            uint8_t *to = r == d.self_rank ? d.self_x + (size_t)(s - d.self_slot0) * row_bytes
+                                           : send_x + (size_t)s * row_bytes;
+            copy_row<V>((const uint8_t *)src, to, row_bytes);
         }
     }
     if (meta == NULL) return;
     for (int32_t r = 0; r < R; r++) {
         int32_t s = trs[t * R + r];
-        if (s < 0) continue;
+        if (s < 0 || !pack_wanted(d, r)) continue;
+        int32_t *m = r == d.self_rank ? d.self_meta + (size_t)(s - d.self_slot0) * 2 * k
+                                      : meta + (size_t)s * 2 * k;
         for (int32_t j = threadIdx.x; j < k; j += blockDim.x) {
-            meta[(size_t)s * 2 * k + j] = topk_idx[t * k + j];
-            meta[(size_t)s * 2 * k + k + j] = __float_as_int(topk_w[t * k + j]);
+            m[j] = topk_idx[t * k + j];
+            m[k + j] = __float_as_int(topk_w[t * k + j]);
         }
     }
 }
@@ -230,19 +251,22 @@ extern "C" int moep__cuda_write_headers(const moep__cuda_header_args_t *a, const
 
 extern "C" int moep__cuda_pack(const void *x, size_t row_bytes, int64_t T, int32_t R,
                                const int32_t *trs, void *send_x, const int32_t *topk_idx,
-                               const float *topk_w, int32_t k, void *meta, moep_stream_t stream) {
+                               const float *topk_w, int32_t k, void *meta,
+                               const moep__cuda_pack_self_t *self, moep_stream_t stream) {
     if (T == 0) return cudaSuccess;
     cudaStream_t s = (cudaStream_t)stream;
     int v = vec_of(row_bytes);
     unsigned th = threads_for(row_bytes / (size_t)v);
     const uint8_t *xb = (const uint8_t *)x;
     uint8_t *sb = (uint8_t *)send_x;
+    pack_dst d = {self->rank, self->peers, self->self, self->slot0, (uint8_t *)self->x,
+                  (int32_t *)self->meta};
     if (v == 16)
-        pack_kernel<uint4><<<(unsigned)T, th, 0, s>>>(xb, row_bytes, R, trs, sb, topk_idx, topk_w, k, (int32_t *)meta);
+        pack_kernel<uint4><<<(unsigned)T, th, 0, s>>>(xb, row_bytes, R, trs, sb, topk_idx, topk_w, k, (int32_t *)meta, d);
     else if (v == 4)
-        pack_kernel<uint32_t><<<(unsigned)T, th, 0, s>>>(xb, row_bytes, R, trs, sb, topk_idx, topk_w, k, (int32_t *)meta);
+        pack_kernel<uint32_t><<<(unsigned)T, th, 0, s>>>(xb, row_bytes, R, trs, sb, topk_idx, topk_w, k, (int32_t *)meta, d);
     else
-        pack_kernel<uint8_t><<<(unsigned)T, th, 0, s>>>(xb, row_bytes, R, trs, sb, topk_idx, topk_w, k, (int32_t *)meta);
+        pack_kernel<uint8_t><<<(unsigned)T, th, 0, s>>>(xb, row_bytes, R, trs, sb, topk_idx, topk_w, k, (int32_t *)meta, d);
     return cudaGetLastError();
 }
 

@@ -3,6 +3,9 @@
 #include <string.h>
 
 #include "layer_internal.h"
+#ifdef MOEP_HAVE_CUDA
+#include "layer_cuda.h"
+#endif
 
 static const char *const FN = "moep_layer_create";
 
@@ -75,6 +78,9 @@ moep_status_t moep_layer_create(const moep_layer_config_t *cfg, moep_comm_t *com
         else
             st = make_solo_comm(l);
     }
+#ifdef MOEP_HAVE_CUDA
+    if (st == MOEP_OK && moep_comm_device_cuda(l->comm) >= 0) st = moep__layer_cuda_init(l);
+#endif
     if (st != MOEP_OK) {
         moep_layer_destroy(l);
         return st;
@@ -86,6 +92,9 @@ moep_status_t moep_layer_create(const moep_layer_config_t *cfg, moep_comm_t *com
 void moep_layer_destroy(moep_layer_t *l) {
     if (l == NULL) return;
     moep_handle_destroy(l->handle);
+#ifdef MOEP_HAVE_CUDA
+    moep__layer_cuda_free(l);
+#endif
     moep_comm_destroy(l->owned_comm);
     moep_local_world_destroy(l->owned_world);
     free(l->bias);
@@ -101,6 +110,9 @@ void moep_layer_destroy(moep_layer_t *l) {
 moep_status_t moep_layer_set_gate(moep_layer_t *l, const moep_tensor_t *gate) {
     const char *fn = "moep_layer_set_gate";
     MOEP_CHECK_ARG(fn, l);
+#ifdef MOEP_HAVE_CUDA
+    if (l->gpu != NULL) return moep__layer_cuda_set_gate(l, gate);
+#endif
     const int64_t shape[2] = {l->cfg.router.num_experts, l->cfg.hidden};
     MOEP_TRY(moep__check_tensor(fn, "gate", gate, 2, MOEP_DTYPE_F32, shape));
     memcpy(l->gate, gate->data, (size_t)shape[0] * shape[1] * sizeof(float));
@@ -142,6 +154,9 @@ moep_status_t moep_layer_set_experts(moep_layer_t *l, const moep_expert_weights_
     MOEP_CHECK_ARG(fn, w);
     MOEP_TRY(check_weights(fn, w, moep_comm_num_local_experts(l->comm), l->cfg.hidden,
                            l->cfg.intermediate));
+#ifdef MOEP_HAVE_CUDA
+    if (l->gpu != NULL) MOEP_TRY(moep__layer_cuda_check_format(fn, w));
+#endif
     l->experts = *w;
     l->have_experts = true;
     return MOEP_OK;
@@ -155,6 +170,9 @@ moep_status_t moep_layer_set_shared(moep_layer_t *l, const moep_expert_weights_t
         return MOEP_OK;
     }
     MOEP_TRY(check_weights(fn, w, 1, l->cfg.hidden, 0));
+#ifdef MOEP_HAVE_CUDA
+    if (l->gpu != NULL) MOEP_TRY(moep__layer_cuda_check_format(fn, w));
+#endif
     l->shared = *w;
     l->have_shared = true;
     return MOEP_OK;
@@ -166,6 +184,9 @@ moep_status_t moep_layer_last_routing(const moep_layer_t *l, moep_tensor_t *topk
     MOEP_CHECK_ARG(fn, l);
     MOEP_CHECK_ARG(fn, topk_idx);
     MOEP_CHECK_ARG(fn, topk_weights);
+#ifdef MOEP_HAVE_CUDA
+    if (l->gpu != NULL) return moep__layer_cuda_last_routing(l, topk_idx, topk_weights);
+#endif
     int32_t k = l->cfg.router.top_k;
     *topk_idx = moep_tensor_2d(l->topk_idx, MOEP_DTYPE_I32, l->last_tokens, k);
     *topk_weights = moep_tensor_2d(l->topk_weights, MOEP_DTYPE_F32, l->last_tokens, k);

@@ -3,6 +3,9 @@
 #include <string.h>
 
 #include "layer_internal.h"
+#ifdef MOEP_HAVE_CUDA
+#include "layer_cuda.h"
+#endif
 
 static const char *const FN = "moep_layer_forward";
 
@@ -57,6 +60,9 @@ moep_status_t moep_layer_forward(moep_layer_t *l, const moep_tensor_t *x,
                                  const moep_tensor_t *token_ids, moep_tensor_t *y,
                                  moep_layer_timings_t *timings) {
     MOEP_CHECK_ARG(FN, l);
+#ifdef MOEP_HAVE_CUDA
+    if (l->gpu != NULL) return moep__layer_cuda_forward(l, x, token_ids, y, timings);
+#endif
     MOEP_TRY(check_forward(l, x, y));
     moep_layer_timings_t tm;
     memset(&tm, 0, sizeof tm);

@@ -24,6 +24,7 @@ struct moep_layer {
     void *expert_y;            /* [rows, H] act dtype */
     size_t logits_cap, idx_cap, w_cap, expert_y_cap;
     int64_t *expert_counts;    /* [E] */
+    struct moep__layer_gpu *gpu; /* GPU layer over a device comm (CUDA build, layer_cuda.h) */
 };
 
 /* logits [T, E] = x [T, H] · gateᵀ, f32 accumulation. */

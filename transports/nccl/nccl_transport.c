@@ -248,6 +248,20 @@ static moep_status_t nccl_alltoallv(void *tctx, const void *send_buf, const size
     return r == ncclInProgress ? wait_ready(c, fn, "ncclGroupEnd") : MOEP_OK;
 }
 
+static moep_status_t nccl_group(void *tctx, int begin) {
+    static const char *fn = "nccl group";
+    nccl_ctx_t *c = tctx;
+    MOEP_CHECK_ARG(fn, c);
+    if (c->aborted) return moep__fail(MOEP_ERR_INVALID_USAGE, "%s: communicator was aborted", fn);
+    ncclResult_t r = begin ? ncclGroupStart() : ncclGroupEnd();
+    moep_status_t st = nccl_status(r, fn, begin ? "ncclGroupStart" : "ncclGroupEnd");
+    if (st != MOEP_OK) {
+        abort_comm(c);
+        return st;
+    }
+    return r == ncclInProgress ? wait_ready(c, fn, "ncclGroupEnd") : MOEP_OK;
+}
+
 const moep_transport_t moep__transport_nccl = {
     .name = "nccl",
     .version = 1,
@@ -264,4 +278,5 @@ const moep_transport_t moep__transport_nccl = {
     .cancel = nccl_cancel,
     .progress = nccl_progress,
     .alltoallv = nccl_alltoallv,
+    .group = nccl_group,
 };

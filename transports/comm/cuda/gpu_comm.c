@@ -87,6 +87,7 @@ moep_status_t moep__gpu_alltoallv_rows(moep_comm_t *c, const char *fn, const voi
         ro[r] = (size_t)recv_off[r] * row_bytes;
         if (r != c->rank && wire_p != NULL) *wire_p += sb[r];
     }
+    sb[c->rank] = rb[c->rank] = 0; /* the caller writes its own block in place */
     moep_stream_t s = c->gpu->stream;
     moep_status_t st = c->vt->alltoallv(c->tctx, send, sb, so, recv, rb, ro, s);
     free(v);
@@ -95,6 +96,28 @@ moep_status_t moep__gpu_alltoallv_rows(moep_comm_t *c, const char *fn, const voi
         return moep__comm_fail(c, st, "%s (rank %d): %s", fn, c->rank, moep_last_error());
     }
     return MOEP_OK;
+}
+
+moep_status_t moep__gpu_group(moep_comm_t *c, const char *fn, int begin) {
+    if (!MOEP_HAS_OP(c->vt, group)) return MOEP_OK;
+    moep_status_t st = c->vt->group(c->tctx, begin);
+    if (st != MOEP_OK) {
+        c->broken = true;
+        return moep__comm_fail(c, st, "%s (rank %d): %s", fn, c->rank, moep_last_error());
+    }
+    return MOEP_OK;
+}
+
+moep_status_t moep__gpu_fork(moep_comm_t *c, const char *fn) {
+    cudaError_t e = cudaEventRecord(c->gpu->fork, (cudaStream_t)c->gpu->stream);
+    if (e == cudaSuccess) e = cudaStreamWaitEvent(c->gpu->side, c->gpu->fork, 0);
+    return moep__cuda_check(c, fn, e, "fork to the side stream");
+}
+
+moep_status_t moep__gpu_join(moep_comm_t *c, const char *fn) {
+    cudaError_t e = cudaEventRecord(c->gpu->join, c->gpu->side);
+    if (e == cudaSuccess) e = cudaStreamWaitEvent((cudaStream_t)c->gpu->stream, c->gpu->join, 0);
+    return moep__cuda_check(c, fn, e, "join of the side stream");
 }
 
 moep_status_t moep__gpu_comm_init(moep_comm_t *c) {
@@ -121,6 +144,15 @@ moep_status_t moep__gpu_comm_init(moep_comm_t *c) {
     if (st == MOEP_OK)
         st = moep__cuda_check(c, fn, cudaMemcpy(c->gpu->global_to_local, c->global_to_local, bytes,
                                                 cudaMemcpyHostToDevice), "cudaMemcpy");
+    if (st == MOEP_OK)
+        st = moep__cuda_check(c, fn, cudaStreamCreateWithFlags(&c->gpu->side, cudaStreamNonBlocking),
+                              "cudaStreamCreate");
+    if (st == MOEP_OK)
+        st = moep__cuda_check(c, fn, cudaEventCreateWithFlags(&c->gpu->fork, cudaEventDisableTiming),
+                              "cudaEventCreate");
+    if (st == MOEP_OK)
+        st = moep__cuda_check(c, fn, cudaEventCreateWithFlags(&c->gpu->join, cudaEventDisableTiming),
+                              "cudaEventCreate");
     return st;
 }
 
@@ -128,6 +160,9 @@ void moep__gpu_comm_free(moep_comm_t *c) {
     if (c->gpu == NULL) return;
     cudaFree(c->gpu->expert_rank);
     cudaFree(c->gpu->global_to_local);
+    if (c->gpu->side != NULL) cudaStreamDestroy(c->gpu->side);
+    if (c->gpu->fork != NULL) cudaEventDestroy(c->gpu->fork);
+    if (c->gpu->join != NULL) cudaEventDestroy(c->gpu->join);
     free(c->gpu);
     c->gpu = NULL;
 }
@@ -141,10 +176,24 @@ moep_status_t moep_comm_set_stream_cuda(moep_comm_t *c, moep_stream_t stream) {
     return MOEP_OK;
 }
 
+moep_status_t moep_comm_get_stream_cuda(const moep_comm_t *c, moep_stream_t *stream) {
+    MOEP_CHECK_ARG("moep_comm_get_stream_cuda", c);
+    MOEP_CHECK_ARG("moep_comm_get_stream_cuda", stream);
+    if (c->gpu == NULL)
+        return moep__fail(MOEP_ERR_INVALID_USAGE,
+                          "moep_comm_get_stream_cuda: not a device communicator");
+    *stream = c->gpu->stream;
+    return MOEP_OK;
+}
+
+int32_t moep_comm_device_cuda(const moep_comm_t *c) {
+    return c != NULL && c->gpu != NULL ? c->device_id : -1;
+}
+
 void moep__gpu_handle_free(moep_handle_t *h) {
     struct moep__gpu_handle *g = h->gpu;
     if (g == NULL) return;
-    moep__dbuf_t *all[] = {&g->flags, &g->trs, &g->rank_count, &g->expert_count, &g->bad,
+    moep__dbuf_t *all[] = {&g->flags, &g->trs, &g->expert_count,
                            &g->send_hdr, &g->recv_hdr, &g->send_x, &g->send_meta, &g->recv_x,
                            &g->recv_meta, &g->local_idx, &g->weight, &g->src, &g->slot_row,
                            &g->row_src, &g->expert_x, &g->recv_offset, &g->expert_offset,

@@ -5,13 +5,15 @@
  *
  * Fresh dispatch, all on the comm's stream:
  *   layout counts + slots -> per-peer count messages (header + E expert
- *   counts) -> alltoallv of the messages -> copy them to pinned host memory
- *   and record an event -> pack x rows and ids/weights into send slots
- *   -> host waits for the event (the one host sync: counts size recv_x and
- *   expert_x) -> alltoallv of x rows (straight into recv_x) and of the meta
+ *   counts) -> alltoallv of the messages -> one copy of them (and of our
+ *   rank counts) to pinned host memory, an event -> pack the peers' x rows
+ *   and ids/weights into send slots -> host waits for the event (the one
+ *   host sync: counts size recv_x and expert_x) -> x rows and meta in one
+ *   transport group (NCCL: one launch), while a side stream packs our own
+ *   rows straight into recv_x / recv_meta (they never touch the transport)
  *   -> received ids to local ids -> expert-major rows.
- * Cached dispatch (MOEP_DISPATCH_REUSE_LAYOUT): pack -> alltoallv -> expert
- * rows; no host sync.
+ * Cached dispatch (MOEP_DISPATCH_REUSE_LAYOUT): pack (own rows straight into
+ * recv_x) -> alltoallv -> expert rows; no host sync.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -69,11 +71,10 @@ static moep_status_t reserve_fresh(moep_comm_t *c, moep_handle_t *h, staging_t *
     g->msg_bytes = (HDR_BYTES + 8 * (size_t)E + 15) / 16 * 16;
     MOEP_TRY(moep__dbuf_reserve(c, FN, &g->flags, T * R));
     MOEP_TRY(moep__dbuf_reserve(c, FN, &g->trs, T * R * 4));
-    MOEP_TRY(moep__dbuf_reserve(c, FN, &g->rank_count, (size_t)R * 8));
     MOEP_TRY(moep__dbuf_reserve(c, FN, &g->expert_count, (size_t)E * 8));
-    MOEP_TRY(moep__dbuf_reserve(c, FN, &g->bad, 16));
     MOEP_TRY(moep__dbuf_reserve(c, FN, &g->send_hdr, (size_t)R * g->msg_bytes));
-    MOEP_TRY(moep__dbuf_reserve(c, FN, &g->recv_hdr, (size_t)R * g->msg_bytes));
+    /* received messages, then our rank counts and bad-id count: one copy home */
+    MOEP_TRY(moep__dbuf_reserve(c, FN, &g->recv_hdr, (size_t)R * g->msg_bytes + (size_t)R * 8 + 16));
     MOEP_TRY(moep__dbuf_reserve(c, FN, &g->send_x, max_slots * row));
     MOEP_TRY(moep__dbuf_reserve(c, FN, &g->send_meta, max_slots * 8 * (size_t)k));
     size_t host = (size_t)R * g->msg_bytes + (size_t)R * 8 + 16 + (size_t)(R + 1) * 8 +
@@ -107,14 +108,20 @@ static moep_status_t exchange_counts(moep_comm_t *c, moep_handle_t *h, const moe
     moep_stream_t s = c->gpu->stream;
     int32_t R = c->world_size, E = c->num_experts, k = h->top_k;
     int64_t T = h->num_tokens;
+    uint8_t *msgs = g->recv_hdr.p;
+    int64_t *rank_count = (int64_t *)(msgs + (size_t)R * g->msg_bytes);
+    int32_t *bad = (int32_t *)(rank_count + R);
     int err = moep__cuda_layout_count(p->topk_idx->data, T, k, E, R, c->gpu->expert_rank, g->flags.p,
-                                      g->rank_count.p, g->expert_count.p, g->bad.p, s);
+                                      rank_count, g->expert_count.p, bad, s);
     if (!err) err = moep__cuda_layout_slots(g->flags.p, T, R, g->trs.p, NULL, s);
     moep__cuda_header_args_t ha = {MOEP_DISPATCH_MAGIC, MOEP_DISPATCH_VERSION, h->hidden, k,
                                    (int32_t)h->dtype, (int32_t)h->wire_dtype,
                                    (int32_t)MOEP_ERR_OUT_OF_RANGE, E, R, g->msg_bytes};
-    if (!err) err = moep__cuda_write_headers(&ha, g->rank_count.p, g->expert_count.p, g->bad.p,
-                                             g->send_hdr.p, s);
+    if (!err) err = moep__cuda_write_headers(&ha, rank_count, g->expert_count.p, bad, g->send_hdr.p, s);
+    if (!err) /* our own message skips the transport */
+        err = cudaMemcpyAsync(msgs + (size_t)c->rank * g->msg_bytes,
+                              (uint8_t *)g->send_hdr.p + (size_t)c->rank * g->msg_bytes, g->msg_bytes,
+                              cudaMemcpyDeviceToDevice, (cudaStream_t)s);
     MOEP_TRY(moep__cuda_check(c, FN, err, "layout kernels"));
     int64_t *one = calloc((size_t)R * 2, sizeof(int64_t));
     if (one == NULL) return moep__comm_fail(c, MOEP_ERR_NO_MEMORY, "%s: out of memory", FN);
@@ -127,9 +134,9 @@ static moep_status_t exchange_counts(moep_comm_t *c, moep_handle_t *h, const moe
     free(one);
     MOEP_TRY(st);
     cudaStream_t cs = (cudaStream_t)s;
-    err = cudaMemcpyAsync(sg->msgs, g->recv_hdr.p, (size_t)R * g->msg_bytes, cudaMemcpyDeviceToHost, cs);
-    if (!err) err = cudaMemcpyAsync(sg->rank_count, g->rank_count.p, (size_t)R * 8, cudaMemcpyDeviceToHost, cs);
-    if (!err) err = cudaMemcpyAsync(sg->bad, g->bad.p, 4, cudaMemcpyDeviceToHost, cs);
+    /* staging has the same layout: messages, rank counts, bad */
+    err = cudaMemcpyAsync(sg->msgs, msgs, (size_t)R * g->msg_bytes + (size_t)R * 8 + 4,
+                          cudaMemcpyDeviceToHost, cs);
     if (!err) err = cudaEventRecord(g->counts_ready, cs);
     return moep__cuda_check(c, FN, err, "copy of the counts");
 }
@@ -209,12 +216,19 @@ static moep_status_t reserve_recv(moep_comm_t *c, moep_handle_t *h, bool expert_
     return MOEP_OK;
 }
 
-static moep_status_t pack(moep_comm_t *c, moep_handle_t *h, const moep_dispatch_params_t *p, bool fresh) {
+/* Pack the peers' rows into the send buffers and / or this rank's own rows
+ * straight into recv_x / recv_meta (self needs the receive offsets). */
+static moep_status_t pack(moep_comm_t *c, moep_handle_t *h, const moep_dispatch_params_t *p,
+                          bool fresh, bool peers, bool self, cudaStream_t stream) {
     struct moep__gpu_handle *g = h->gpu;
-    size_t row = (size_t)h->hidden * esize(h->dtype);
+    size_t row = (size_t)h->hidden * esize(h->dtype), meta_row = 8 * (size_t)h->top_k;
+    int64_t at = self ? h->recv_offset[c->rank] : 0;
+    moep__cuda_pack_self_t ps = {c->rank, peers, self, self ? g->rank_offset[c->rank] : 0,
+                                 self ? (uint8_t *)g->recv_x.p + (size_t)at * row : NULL,
+                                 self && fresh ? (uint8_t *)g->recv_meta.p + (size_t)at * meta_row : NULL};
     int err = moep__cuda_pack(p->x->data, row, h->num_tokens, c->world_size, g->trs.p, g->send_x.p,
                               fresh ? p->topk_idx->data : NULL, fresh ? p->topk_weights->data : NULL,
-                              h->top_k, fresh ? g->send_meta.p : NULL, c->gpu->stream);
+                              h->top_k, fresh ? g->send_meta.p : NULL, &ps, (moep_stream_t)stream);
     return moep__cuda_check(c, FN, err, "pack kernel");
 }
 
@@ -223,12 +237,30 @@ static moep_status_t exchange_rows(moep_comm_t *c, moep_handle_t *h, bool fresh)
     struct moep__gpu_handle *g = h->gpu;
     size_t row = (size_t)h->hidden * esize(h->dtype);
     h->dispatch_wire_bytes = 0;
-    MOEP_TRY(moep__gpu_alltoallv_rows(c, FN, g->send_x.p, h->send_count, g->rank_offset, g->recv_x.p,
-                                      h->recv_count, h->recv_offset, row, &h->dispatch_wire_bytes));
-    if (!fresh) return MOEP_OK;
-    return moep__gpu_alltoallv_rows(c, FN, g->send_meta.p, h->send_count, g->rank_offset,
-                                    g->recv_meta.p, h->recv_count, h->recv_offset,
-                                    8 * (size_t)h->top_k, &h->dispatch_wire_bytes);
+    if (!fresh)
+        return moep__gpu_alltoallv_rows(c, FN, g->send_x.p, h->send_count, g->rank_offset,
+                                        g->recv_x.p, h->recv_count, h->recv_offset, row,
+                                        &h->dispatch_wire_bytes);
+    /* rows and meta in one transport launch */
+    MOEP_TRY(moep__gpu_group(c, FN, 1));
+    moep_status_t st = moep__gpu_alltoallv_rows(c, FN, g->send_x.p, h->send_count, g->rank_offset,
+                                                g->recv_x.p, h->recv_count, h->recv_offset, row,
+                                                &h->dispatch_wire_bytes);
+    if (st == MOEP_OK)
+        st = moep__gpu_alltoallv_rows(c, FN, g->send_meta.p, h->send_count, g->rank_offset,
+                                      g->recv_meta.p, h->recv_count, h->recv_offset,
+                                      8 * (size_t)h->top_k, &h->dispatch_wire_bytes);
+    moep_status_t end = moep__gpu_group(c, FN, 0);
+    return st != MOEP_OK ? st : end;
+}
+
+/* Fresh dispatch after the counts: our own rows packed on the side stream
+ * while the transport moves the peers' rows. */
+static moep_status_t exchange_fresh(moep_comm_t *c, moep_handle_t *h, const moep_dispatch_params_t *p) {
+    MOEP_TRY(moep__gpu_fork(c, FN));
+    MOEP_TRY(pack(c, h, p, true, false, true, c->gpu->side));
+    MOEP_TRY(exchange_rows(c, h, true));
+    return moep__gpu_join(c, FN);
 }
 
 static moep_status_t expert_layout(moep_comm_t *c, moep_handle_t *h, const staging_t *sg) {
@@ -293,14 +325,14 @@ static moep_status_t fresh_dispatch(moep_comm_t *c, moep_handle_t *h, const moep
         return st;
     }
     st = exchange_counts(c, h, p, &sg);
-    if (st == MOEP_OK) st = pack(c, h, p, true);
+    if (st == MOEP_OK) st = pack(c, h, p, true, true, false, (cudaStream_t)c->gpu->stream);
     if (st == MOEP_OK) st = moep__gpu_wait_event(c, FN, h->gpu->counts_ready, "the dispatch counts");
     if (st == MOEP_OK) st = check_messages(c, h, &sg);
     if (st == MOEP_ERR_PROTOCOL || st == MOEP_ERR_CUDA || st == MOEP_ERR_TIMEOUT) c->broken = true;
     if (st != MOEP_OK) return st; /* every rank stops here with the same verdict */
     plan_counts(c, h, &sg);
     st = reserve_recv(c, h, expert_x);
-    if (st == MOEP_OK) st = exchange_rows(c, h, true);
+    if (st == MOEP_OK) st = exchange_fresh(c, h, p);
     if (st == MOEP_OK) st = expert_layout(c, h, &sg);
     if (st == MOEP_OK) st = gather(c, h, expert_x);
     if (st != MOEP_OK) c->broken = true; /* peers already exchanged rows with us */
@@ -344,7 +376,7 @@ moep_status_t moep__gpu_dispatch(moep_comm_t *c, const moep_dispatch_params_t *p
     c->seq++;
     moep_status_t st;
     if (reuse) {
-        st = pack(c, h, &p, false);
+        st = pack(c, h, &p, false, true, true, (cudaStream_t)c->gpu->stream);
         if (st == MOEP_OK) st = exchange_rows(c, h, false);
         if (st == MOEP_OK) st = gather(c, h, expert_x);
         if (st != MOEP_OK) c->broken = true;

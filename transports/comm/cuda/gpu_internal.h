@@ -12,6 +12,10 @@ struct moep__gpu_comm {
     moep_stream_t stream;     /* caller's (moep_comm_set_stream_cuda), NULL = legacy */
     int32_t *expert_rank;     /* [E] device */
     int32_t *global_to_local; /* [E] device */
+    /* this rank's own rows skip the transport: they are copied / reduced on
+     * a side stream while the transport moves the peers' rows */
+    cudaStream_t side;
+    cudaEvent_t fork, join;
 };
 
 /* A device buffer that only grows. */
@@ -22,7 +26,7 @@ typedef struct moep__dbuf {
 
 struct moep__gpu_handle {
     bool ready; /* a fresh dispatch completed: the layout below is valid */
-    moep__dbuf_t flags, trs, rank_count, expert_count, bad;
+    moep__dbuf_t flags, trs, expert_count;
     moep__dbuf_t send_hdr, recv_hdr;
     moep__dbuf_t send_x, send_meta, recv_x, recv_meta;
     moep__dbuf_t local_idx, weight, src, slot_row, row_src, expert_x;
@@ -50,11 +54,20 @@ moep_status_t moep__check_cuda_tensor(const moep_comm_t *c, const char *fn, cons
                                       const moep_tensor_t *t, int ndim, int dtype,
                                       const int64_t *shape);
 /* The transport's stream-ordered all-to-all-v on rows of row_bytes:
- * send counts/offsets and receive counts/offsets in rows. Adds the bytes
- * sent to other ranks to *wire_p. */
+ * send counts/offsets and receive counts/offsets in rows. This rank's own
+ * block is NOT moved (callers write it in place). Adds the bytes sent to
+ * other ranks to *wire_p. */
 moep_status_t moep__gpu_alltoallv_rows(moep_comm_t *c, const char *fn, const void *send,
                                        const int64_t *send_count, const int64_t *send_off,
                                        void *recv, const int64_t *recv_count,
                                        const int64_t *recv_off, size_t row_bytes, uint64_t *wire_p);
+
+/* Begin (1) / end (0) a group of alltoallv calls launched together (a
+ * no-op for transports without the group op). */
+moep_status_t moep__gpu_group(moep_comm_t *c, const char *fn, int begin);
+/* The side stream waits for the work enqueued so far on the comm's stream
+ * (fork); the comm's stream waits for the side stream's work (join). */
+moep_status_t moep__gpu_fork(moep_comm_t *c, const char *fn);
+moep_status_t moep__gpu_join(moep_comm_t *c, const char *fn);
 
 #endif
