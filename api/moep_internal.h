@@ -73,5 +73,7 @@ void moep__row_from_f32(const float *src, int64_t n, moep_dtype_t t, void *dst);
 size_t moep__dtype_size(moep_dtype_t t); /* bytes per element, 0 for sub-byte */
 /* acc[i] += a * x[i] for a row x of f32 or bf16 (vectorised). */
 void moep__row_axpy(float *acc, float a, const void *x, moep_dtype_t t, int64_t n);
+/* acc[i] = a * x[i]: the first term of a sum, without zeroing acc first. */
+void moep__row_scale(float *acc, float a, const void *x, moep_dtype_t t, int64_t n);
 
 #endif /* MOEP_INTERNAL_H */

@@ -64,3 +64,18 @@ void moep__row_axpy(float *acc, float a, const void *x, moep_dtype_t t, int64_t 
     else
         axpy_bf16(acc, a, x, n);
 }
+
+MOEP_ROW_CLONES static void scale_f32(float *acc, float a, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) acc[i] = a * x[i];
+}
+
+MOEP_ROW_CLONES static void scale_bf16(float *acc, float a, const uint16_t *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) acc[i] = a * bf16_bits_to_f32(x[i]);
+}
+
+void moep__row_scale(float *acc, float a, const void *x, moep_dtype_t t, int64_t n) {
+    if (t == MOEP_DTYPE_F32)
+        scale_f32(acc, a, x, n);
+    else
+        scale_bf16(acc, a, x, n);
+}

@@ -5,6 +5,7 @@
  * rank order (deterministic) in f32.
  */
 #include <omp.h>
+#include <stdbool.h>
 #include <string.h>
 #include <stdlib.h>
 
@@ -42,13 +43,19 @@ static void reduce_local(const moep_handle_t *h, const moep_tensor_t *y, size_t 
         float *acc = h->scratch + (size_t)omp_get_thread_num() * 2 * (size_t)H;
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < h->num_recv; i++) {
-            memset(acc, 0, (size_t)H * sizeof(float));
+            bool first = true;
             for (int32_t j = 0; j < k; j++) {
                 int64_t row = h->slot_expert_row[(size_t)i * k + j];
-                if (row >= 0)
-                    moep__row_axpy(acc, h->recv_weight[(size_t)i * k + j],
-                                   (const uint8_t *)y->data + (size_t)row * y_row, yt, H);
+                if (row < 0) continue;
+                const uint8_t *src = (const uint8_t *)y->data + (size_t)row * y_row;
+                float w = h->recv_weight[(size_t)i * k + j];
+                if (first)
+                    moep__row_scale(acc, w, src, yt, H);
+                else
+                    moep__row_axpy(acc, w, src, yt, H);
+                first = false;
             }
+            if (first) memset(acc, 0, (size_t)H * sizeof(float)); /* no local expert: cannot happen */
             moep__row_from_f32(acc, H, yt, (uint8_t *)h->send_buf + (size_t)i * row_bytes);
         }
     }
@@ -66,16 +73,19 @@ static void reduce_home(const moep_handle_t *h, moep_dtype_t wire, moep_tensor_t
 #pragma omp for schedule(static)
         for (int64_t t = 0; t < h->num_tokens; t++) {
             uint8_t *dst = (uint8_t *)out->data + (size_t)t * o_row;
-            if (accumulate)
-                moep__row_to_f32(dst, out->dtype, H, acc);
-            else
-                memset(acc, 0, (size_t)H * sizeof(float));
+            bool first = !accumulate;
+            if (accumulate) moep__row_to_f32(dst, out->dtype, H, acc);
             for (int32_t r = 0; r < R; r++) {
                 int32_t slot = lay->token_rank_slot[(size_t)t * R + r];
-                if (slot >= 0)
-                    moep__row_axpy(acc, 1.0f, (const uint8_t *)h->recv_buf + (size_t)slot * row_bytes,
-                                   wire, H);
+                if (slot < 0) continue;
+                const uint8_t *src = (const uint8_t *)h->recv_buf + (size_t)slot * row_bytes;
+                if (first)
+                    moep__row_scale(acc, 1.0f, src, wire, H);
+                else
+                    moep__row_axpy(acc, 1.0f, src, wire, H);
+                first = false;
             }
+            if (first) memset(acc, 0, (size_t)H * sizeof(float)); /* every slot masked */
             moep__row_from_f32(acc, H, out->dtype, dst);
         }
     }
