@@ -16,16 +16,16 @@ echo "== ceilings: one pair of processes, ${msg}-byte messages =="
 for tls in "sm,self" "tcp"; do
   UCX_TLS=$tls ucx_perftest -t tag_bw -s $msg -n 200 >/dev/null 2>&1 &
   sleep 1
-  bw=$(UCX_TLS=$tls ucx_perftest localhost -t tag_bw -s $msg -n 200 2>/dev/null | awk '/Final:/{print $0}')
+  bw=$(UCX_TLS=$tls ucx_perftest localhost -t tag_bw -s $msg -n 200 2>/dev/null | awk '/Final:/{print "MB/s " $6 " (" $0 ")"}' || true)
   wait || true
   echo "ucx_perftest tag_bw UCX_TLS=$tls: ${bw:-n/a}"
 done
 for prov in shm tcp; do
-  fi_pingpong -p $prov -S $msg -I 100 >/dev/null 2>&1 &
+  fi_pingpong -p $prov -e rdm -S $msg -I 50 >/dev/null 2>&1 &
   sleep 1
-  out=$(fi_pingpong -p $prov -S $msg -I 100 localhost 2>/dev/null | tail -1)
+  out=$(fi_pingpong -p $prov -e rdm -S $msg -I 50 127.0.0.1 2>/dev/null | tail -1 || true)
   wait || true
-  echo "fi_pingpong -p $prov (size bytes iters total time MB/sec usec/xfer Mxfers/sec): ${out:-n/a}"
+  echo "fi_pingpong -e rdm -p $prov (bytes sent ack total time MB/sec usec/xfer Mxfers/sec): ${out:-n/a}"
 done
 
 echo

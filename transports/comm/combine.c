@@ -108,6 +108,7 @@ moep_status_t moep_combine(moep_comm_t *c, const moep_combine_params_t *params, 
     moep_dtype_t wire = p.expert_y->dtype; /* partials travel in the experts' dtype */
     size_t row_bytes = (size_t)h->hidden * moep__dtype_size(wire);
     int32_t R = c->world_size;
+    double t_start = moep__now_ms(), t_reduce = 0;
     c->seq++;
     size_t scratch = 2 * (size_t)h->hidden * (size_t)omp_get_max_threads() * sizeof(float);
     moep_status_t st = moep__buf_reserve(FN, (void **)&h->scratch, &h->scratch_cap, scratch);
@@ -122,7 +123,9 @@ moep_status_t moep_combine(moep_comm_t *c, const moep_combine_params_t *params, 
         c->broken = true; /* peers are about to send to us */
     } else {
         size_t *soff = v, *slen = v + R, *roff = v + 2 * R, *rlen = v + 3 * R;
+        double t0 = moep__now_ms();
         reduce_local(h, p.expert_y, row_bytes);
+        t_reduce = moep__now_ms() - t0;
         for (int32_t r = 0; r < R; r++) {
             soff[r] = (size_t)h->recv_offset[r] * row_bytes;
             slen[r] = (size_t)h->recv_count[r] * row_bytes;
@@ -133,7 +136,10 @@ moep_status_t moep_combine(moep_comm_t *c, const moep_combine_params_t *params, 
                                 h->recv_buf, roff, rlen};
         st = moep__alltoallv(c, FN, &part, 1, &h->combine_wire_bytes);
     }
+    double t1 = moep__now_ms();
     if (st == MOEP_OK) reduce_home(h, wire, p.out, p.accumulate != 0, row_bytes);
+    MOEP_LOG_AT(MOEP_LOG_DEBUG, "combine rank %d: local reduce %.3f ms, wire %.3f, home reduce %.3f",
+                c->rank, t_reduce, t1 - t_start - t_reduce, moep__now_ms() - t1);
     free(v);
     return st;
 }

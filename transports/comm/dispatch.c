@@ -354,6 +354,7 @@ moep_status_t moep_dispatch(moep_comm_t *c, const moep_dispatch_params_t *params
     }
     c->seq++;
     moep_status_t st = MOEP_OK;
+    double t0 = moep__now_ms(), t_layout = t0, t_pack = t0, t_wire = t0;
     if (!reuse) {
         h->num_tokens = p.x->shape[0];
         h->hidden = (int32_t)p.x->shape[1];
@@ -364,6 +365,7 @@ moep_status_t moep_dispatch(moep_comm_t *c, const moep_dispatch_params_t *params
         h->wire_row_bytes = moep__act_wire_row_bytes(wire, h->hidden);
         h->meta_row_bytes = (size_t)h->top_k * 8;
         st = prepare_fresh(c, h, &p);
+        t_layout = moep__now_ms();
     }
     if (st == MOEP_OK) {
         h->recv_offset[0] = 0;
@@ -376,7 +378,9 @@ moep_status_t moep_dispatch(moep_comm_t *c, const moep_dispatch_params_t *params
          * for a payload that will not come: the communicator is out of step */
         if (st != MOEP_OK) c->broken = true;
     }
+    t_pack = moep__now_ms();
     if (st == MOEP_OK) st = exchange_payload(c, h, !reuse);
+    t_wire = moep__now_ms();
     if (st == MOEP_OK) {
         unpack(c, h, !reuse);
         if (!reuse) st = plan_expert_rows(c, h);
@@ -392,6 +396,9 @@ moep_status_t moep_dispatch(moep_comm_t *c, const moep_dispatch_params_t *params
     }
     if (want_expert_x) fill_expert_x(h);
     fill_result(c, h, res);
+    MOEP_LOG_AT(MOEP_LOG_DEBUG,
+                "dispatch rank %d: layout+counts %.3f ms, pack %.3f, payload %.3f, unpack+expert rows %.3f",
+                c->rank, t_layout - t0, t_pack - t_layout, t_wire - t_pack, moep__now_ms() - t_wire);
     if (!want_expert_x) res->expert_x.data = NULL;
     *handle_p = h;
     return MOEP_OK;
