@@ -164,6 +164,11 @@ static int print_table(const bench_options_t *o, const bench_result_t *res) {
     printf("\n  expert GFLOP/s (all ranks)   %10.2f\n", experts_ms > 0 ? flops / experts_ms * 1e-6 : 0);
     printf("  expert load imbalance        %10.3f  (max/mean per rank's routing, averaged)\n", imb);
     printf("  wire MB / forward (all ranks)%10.3f\n", bytes * 1e-6);
+    double orig = 0;
+    for (int r = 0; r < n; r++)
+        if (res[r].rel_err_original > orig) orig = res[r].rel_err_original;
+    printf("\n  max rel err vs the unquantized f32 layer (what the weight/wire formats cost): %.3g\n",
+           orig);
     printf("\nverified: max rel err %.3g <= %.1g against the float64 reference on every rank\n",
            worst, tol);
     return 0;

@@ -142,6 +142,15 @@ moep_status_t bench_model_create(const bench_options_t *o, int32_t rank, int32_t
     fill_uniform(m->ref_w1, (int64_t)ne, sqrtf(3.0f / H), o->seed * 31 + 3);
     fill_uniform(m->ref_w3, (int64_t)ne, sqrtf(3.0f / H), o->seed * 31 + 4);
     fill_uniform(m->ref_w2, (int64_t)ne, sqrtf(3.0f / I), o->seed * 31 + 5);
+    if (o->weights != MOEP_WEIGHTS_F32) { /* keep the originals for bench_model_verify_original */
+        m->orig_w1 = malloc(ne * sizeof(float));
+        m->orig_w3 = malloc(ne * sizeof(float));
+        m->orig_w2 = malloc(ne * sizeof(float));
+        if (!m->orig_w1 || !m->orig_w3 || !m->orig_w2) return MOEP_ERR_NO_MEMORY;
+        memcpy(m->orig_w1, m->ref_w1, ne * sizeof(float));
+        memcpy(m->orig_w3, m->ref_w3, ne * sizeof(float));
+        memcpy(m->orig_w2, m->ref_w2, ne * sizeof(float));
+    }
     BENCH_TRY(store_stack(o->weights, E, I, H, m->ref_w1, &m->w1));
     BENCH_TRY(store_stack(o->weights, E, I, H, m->ref_w3, &m->w3));
     BENCH_TRY(store_stack(o->weights, E, H, I, m->ref_w2, &m->w2));
@@ -170,6 +179,9 @@ void bench_model_destroy(bench_model_t *m) {
     free(m->ref_w1);
     free(m->ref_w3);
     free(m->ref_w2);
+    free(m->orig_w1);
+    free(m->orig_w3);
+    free(m->orig_w2);
     free(m->ref_s1);
     free(m->ref_s3);
     free(m->ref_s2);
@@ -251,14 +263,21 @@ static void load_row(const bench_model_t *m, const void *x, int64_t t, double *r
     for (int32_t d = 0; d < H; d++) row[d] = tmp[d];
 }
 
-moep_status_t bench_model_verify(const bench_model_t *m, const void *x, const moep_tensor_t *topk_idx,
-                                 const moep_tensor_t *topk_w, const void *y, double *rel_err) {
+/* original = 0: the reference of the layer as stored (dequantized weights,
+ * the wire's and GPU FFN's quantization applied); 1: the original layer. */
+static moep_status_t verify(const bench_model_t *m, const void *x, const moep_tensor_t *topk_idx,
+                            const moep_tensor_t *topk_w, const void *y, int original,
+                            double *rel_err) {
     const bench_options_t *o = &m->opt;
     int32_t H = o->hidden, I = o->intermediate, k = o->top_k, Is = o->shared_intermediate;
     int64_t T = o->tokens;
     double max_ref = 1e-30, max_diff = 0;
     int gpu = o->device == MOEP_DEVICE_CUDA;
-    int fp8 = o->wire == MOEP_DTYPE_FP8_E4M3 || (gpu && o->weights == MOEP_WEIGHTS_FP8_E4M3);
+    int fp8 = !original && (o->wire == MOEP_DTYPE_FP8_E4M3 || (gpu && o->weights == MOEP_WEIGHTS_FP8_E4M3));
+    const float *w1 = original && m->orig_w1 ? m->orig_w1 : m->ref_w1;
+    const float *w3 = original && m->orig_w3 ? m->orig_w3 : m->ref_w3;
+    const float *w2 = original && m->orig_w2 ? m->orig_w2 : m->ref_w2;
+    int gpu_q = gpu && !original; /* the GPU FFN's own FP8 rounding of x and h */
 #pragma omp parallel reduction(max : max_ref, max_diff)
     {
         double *xr = malloc(sizeof(double) * H), *xq = malloc(sizeof(double) * H);
@@ -269,16 +288,16 @@ moep_status_t bench_model_verify(const bench_model_t *m, const void *x, const mo
         for (int64_t t = 0; t < T; t++) {
             load_row(m, x, t, xr, 0);
             load_row(m, x, t, xq, fp8);
-            load_row(m, x, t, xs, gpu);
+            load_row(m, x, t, xs, gpu_q);
             memset(out, 0, sizeof(double) * H);
-            if (Is > 0) ffn_ref(m->ref_s1, m->ref_s3, m->ref_s2, H, Is, xs, 1.0, out, h, gpu);
+            if (Is > 0) ffn_ref(m->ref_s1, m->ref_s3, m->ref_s2, H, Is, xs, 1.0, out, h, gpu_q);
             for (int32_t j = 0; j < k; j++) {
                 int32_t e = ((const int32_t *)topk_idx->data)[t * k + j];
                 double w = ((const float *)topk_w->data)[t * k + j];
                 if (e < 0) continue;
                 size_t off = (size_t)e * I * H;
-                ffn_ref(m->ref_w1 + off, m->ref_w3 + off, m->ref_w2 + off, H, I, xq, w, out, h,
-                        gpu && o->weights == MOEP_WEIGHTS_FP8_E4M3);
+                ffn_ref(w1 + off, w3 + off, w2 + off, H, I, xq, w, out, h,
+                        gpu_q && o->weights == MOEP_WEIGHTS_FP8_E4M3);
             }
             for (int32_t d = 0; d < H; d++) {
                 double got = o->dtype == MOEP_DTYPE_F32
@@ -298,6 +317,17 @@ moep_status_t bench_model_verify(const bench_model_t *m, const void *x, const mo
     }
     *rel_err = max_diff / max_ref;
     return MOEP_OK;
+}
+
+moep_status_t bench_model_verify(const bench_model_t *m, const void *x, const moep_tensor_t *topk_idx,
+                                 const moep_tensor_t *topk_w, const void *y, double *rel_err) {
+    return verify(m, x, topk_idx, topk_w, y, 0, rel_err);
+}
+
+moep_status_t bench_model_verify_original(const bench_model_t *m, const void *x,
+                                          const moep_tensor_t *topk_idx, const moep_tensor_t *topk_w,
+                                          const void *y, double *rel_err) {
+    return verify(m, x, topk_idx, topk_w, y, 1, rel_err);
 }
 
 double bench_model_tolerance(const bench_options_t *o) {

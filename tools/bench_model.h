@@ -17,6 +17,7 @@ struct bench_model {
     int32_t rank, world, first_local, num_local;
     float *gate, *bias;                  /* [E, H], [E] */
     float *ref_w1, *ref_w3, *ref_w2;     /* [E, I, H], [E, I, H], [E, H, I] as stored (dequantized) */
+    float *orig_w1, *orig_w3, *orig_w2;  /* the same before quantization (NULL for f32 weights) */
     float *ref_s1, *ref_s3, *ref_s2;     /* shared expert, f32 view of its storage */
     bench_stack_t w1, w3, w2;            /* routed experts in their storage format */
     void *s1, *s3, *s2;                  /* shared expert storage (dtype) */
@@ -38,6 +39,12 @@ moep_status_t bench_model_tokens(const bench_model_t *m, void **x_p, int64_t **i
  * FP4 path keeps x (bf16 -> f16, exact) and h (f16) as is. */
 moep_status_t bench_model_verify(const bench_model_t *m, const void *x, const moep_tensor_t *topk_idx,
                                  const moep_tensor_t *topk_w, const void *y, double *rel_err);
+/* Max relative error of y against the ORIGINAL layer: f32 weights before
+ * quantization and activations without wire quantization, float64. This is
+ * the error the storage and wire formats cost (bench_model_format_bound). */
+moep_status_t bench_model_verify_original(const bench_model_t *m, const void *x,
+                                          const moep_tensor_t *topk_idx, const moep_tensor_t *topk_w,
+                                          const void *y, double *rel_err);
 /* The error bound `moep bench` accepts for this configuration. */
 double bench_model_tolerance(const bench_options_t *o);
 

@@ -134,6 +134,7 @@ void bench_run_rank(const bench_options_t *o, const moep_bootstrap_t *bs, bench_
         moep_tensor_t idx, w;
         moep_layer_last_routing(l, &idx, &w);
         bench_model_verify(m, x, &idx, &w, y, &r->rel_err);
+        bench_model_verify_original(m, x, &idx, &w, y, &r->rel_err_original);
     }
     free(x);
     free(y);

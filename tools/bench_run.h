@@ -10,7 +10,8 @@ typedef struct bench_result {
     char error[256];
     char transport[32];
     double route_ms, dispatch_ms, experts_ms, shared_ms, combine_ms, total_ms; /* medians */
-    double rel_err;
+    double rel_err;      /* against the layer as stored (dequantized weights, wire) */
+    double rel_err_original; /* against the original f32 layer: what the formats cost */
     double imbalance;    /* of this rank's routing, last iteration */
     double expert_flops; /* routed expert FLOPs per forward on this rank */
     uint64_t bytes_sent; /* dispatch + combine wire bytes per forward */

@@ -70,6 +70,50 @@ START_TEST(single_rank_zero_tokens_and_fp8_wire) {
 }
 END_TEST
 
+/*
+ * What the formats cost against the original f32 layer. Bounds are the
+ * formats' worst per-element rounding error relative to the block maximum
+ * (errors of many weights then partly cancel in the sums, so the layer's max
+ * error stays below them): E4M3 2^-4 (3 mantissa bits, RNE); E2M1 with an
+ * MX / NV block scale 1/4 of the block maximum; bf16 2^-8. The layer must
+ * also equal the reference computed from the stored (dequantized) weights to
+ * f32 rounding, 1e-5.
+ */
+START_TEST(quantized_weights_and_wire_error_bounds) {
+    static const struct {
+        moep_weight_format_t weights;
+        moep_dtype_t wire;
+        double bound;
+    } cases[] = {
+        {MOEP_WEIGHTS_BF16, 0, 0x1p-8},
+        {MOEP_WEIGHTS_FP8_E4M3, 0, 0x1p-4},
+        {MOEP_WEIGHTS_MXFP4, 0, 0.25},
+        {MOEP_WEIGHTS_NVFP4, 0, 0.25},
+        {MOEP_WEIGHTS_F32, MOEP_DTYPE_FP8_E4M3, 0x1p-4},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        bench_options_t o = small_options();
+        o.hidden = 256; /* whole 128-blocks for FP8, 32 / 16 for FP4 */
+        o.intermediate = 128;
+        o.shared_intermediate = 0;
+        o.tokens = 64;
+        o.weights = cases[i].weights;
+        o.wire = cases[i].wire;
+        bench_result_t r;
+        bench_run_rank(&o, NULL, &r);
+        char what[96];
+        snprintf(what, sizeof what, "%s weights, wire %s", moep_weight_format_name(o.weights),
+                 o.wire ? moep_dtype_name(o.wire) : "f32");
+        assert_verified(&o, &r, what);
+        ck_assert_msg(r.rel_err_original <= cases[i].bound,
+                      "%s: error vs the unquantized layer %.3g > bound %.3g", what,
+                      r.rel_err_original, cases[i].bound);
+        ck_assert_msg(o.weights == MOEP_WEIGHTS_F32 && o.wire == 0 ? 1 : r.rel_err_original > 1e-6,
+                      "%s: no quantization error at all: the formats were not applied", what);
+    }
+}
+END_TEST
+
 static int layer_rank(const harness_config_t *cfg, const moep_bootstrap_t *bs, void *arg, char *err,
                       size_t len) {
     bench_options_t o = *(const bench_options_t *)arg;
@@ -114,6 +158,7 @@ Suite *layer_suite(void) {
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, single_rank_every_route_kind_and_dtype);
     tcase_add_test(tc, single_rank_zero_tokens_and_fp8_wire);
+    tcase_add_test(tc, quantized_weights_and_wire_error_bounds);
     tcase_add_loop_test(tc, multi_rank_matches_reference, 0, harness_num_configs);
     suite_add_tcase(s, tc);
     return s;
