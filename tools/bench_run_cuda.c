@@ -102,6 +102,7 @@ static moep_status_t run_and_verify(const bench_options_t *o, const bench_model_
     if (st == MOEP_OK) {
         moep_tensor_t hi = moep_tensor_2d(idx, MOEP_DTYPE_I32, T, k), hw = moep_tensor_2d(w, MOEP_DTYPE_F32, T, k);
         st = bench_model_verify(m, x, &hi, &hw, y, &r->rel_err);
+        if (st == MOEP_OK) st = bench_model_verify_original(m, x, &hi, &hw, y, &r->rel_err_original);
         if (st != MOEP_OK) bench_fail(r, st, "verification");
     }
     free(x);
