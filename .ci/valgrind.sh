@@ -4,9 +4,9 @@
 # by ASan instead: UCX and libfabric need suppressions under valgrind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bazel build //tests/routing:routing_test //tests/compute:compute_test //tests/quant:quant_test
+bazel build //tests/api:core_test //tests/routing:routing_test //tests/compute:compute_test //tests/quant:quant_test
 bin=$(bazel info bazel-bin)
-for t in routing/routing_test compute/compute_test quant/quant_test; do
+for t in api/core_test routing/routing_test compute/compute_test quant/quant_test; do
   echo "--- valgrind $t"
   CK_FORK=no valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-possibly-lost=no \
     -q "$bin/tests/$t"
