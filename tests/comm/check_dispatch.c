@@ -30,10 +30,10 @@ static int dispatch_combine_rank(const harness_config_t *cfg, const moep_bootstr
     moep_handle_t *h = NULL;
     ep_tokens_t t = {0};
     void *ey = NULL, *out = NULL;
+    int32_t *expert_rank = malloc((size_t)s->num_experts * sizeof(int32_t));
+    for (int32_t e = 0; e < s->num_experts; e++) expert_rank[e] = e / (s->num_experts / s->world);
     moep_status_t st = harness_comm(cfg, bs, s->num_experts, 10000, &comm);
     if (st != MOEP_OK) RANK_FAIL("comm: %s %s", moep_status_name(st), moep_last_error());
-    int32_t expert_rank[512];
-    for (int32_t e = 0; e < s->num_experts; e++) expert_rank[e] = e / (s->num_experts / s->world);
     for (int version = 0; version < 2; version++) {
         ep_tokens_free(&t);
         ep_tokens_make(s, rank, version, &t);
@@ -69,6 +69,7 @@ static int dispatch_combine_rank(const harness_config_t *cfg, const moep_bootstr
         if (ep_check_combine(s, rank, version, out, err, len)) { rc = 1; goto out; }
     }
 out:
+    free(expert_rank);
     ep_tokens_free(&t);
     free(ey);
     free(out);
@@ -140,6 +141,14 @@ START_TEST(wire_bf16_and_fp8) {
 }
 END_TEST
 
+START_TEST(wide_expert_ids_over_int16) {
+    /* E > 32767: ids travel as int32 instead of int16 */
+    ep_spec_t s = spec(2, MOEP_DTYPE_F32, ROUTE_RANDOM, 60);
+    s.num_experts = 40000;
+    run_spec(_i, &s);
+}
+END_TEST
+
 Suite *dispatch_suite(void) {
     suite_seed = test_seed("dispatch");
     Suite *s = suite_create("dispatch");
@@ -150,6 +159,7 @@ Suite *dispatch_suite(void) {
     tcase_add_loop_test(tc, one_expert_and_all_masked, 0, harness_num_configs);
     tcase_add_loop_test(tc, wire_bf16_and_fp8, 0, harness_num_configs);
     tcase_add_loop_test(tc, large_t_4096, 0, harness_num_configs);
+    tcase_add_test(tc, wide_expert_ids_over_int16); /* local only: _i = 0 */
     suite_add_tcase(s, tc);
     return s;
 }

@@ -90,6 +90,7 @@ struct moep_handle {
     int32_t alignment;
     size_t wire_row_bytes; /* x row on the wire (FP8: values + scales) */
     size_t meta_row_bytes; /* ids + weights, sent with fresh dispatches only */
+    size_t id_bytes;       /* 2 (int16) when every expert id fits, else 4 */
     /* per peer, in tokens */
     int64_t *send_count, *recv_count, *recv_offset; /* [R], [R], [R+1] */
     int64_t num_recv;

@@ -142,6 +142,30 @@ static moep_status_t prepare_fresh(moep_comm_t *c, moep_handle_t *h, const moep_
     return exchange_headers(c, h, local);
 }
 
+/* Expert ids travel as int16 when every id fits (E <= 32767, -1 masked):
+ * 16 bytes less per row at top-8. */
+static void pack_ids(const int32_t *ids, int32_t k, size_t id_bytes, uint8_t *out) {
+    if (id_bytes == 4) {
+        memcpy(out, ids, (size_t)k * 4);
+        return;
+    }
+    for (int32_t j = 0; j < k; j++) {
+        int16_t v = (int16_t)ids[j]; /* range-checked by the layout */
+        memcpy(out + (size_t)j * 2, &v, 2);
+    }
+}
+
+static int32_t unpack_id(const uint8_t *meta, int32_t j, size_t id_bytes) {
+    if (id_bytes == 4) {
+        int32_t v;
+        memcpy(&v, meta + (size_t)j * 4, 4);
+        return v;
+    }
+    int16_t v;
+    memcpy(&v, meta + (size_t)j * 2, 2);
+    return v;
+}
+
 /* Fill the send buffers: one x row (and on fresh dispatches one meta row of
  * ids + weights) per (token, destination rank) slot. */
 static void pack(moep_handle_t *h, const moep_dispatch_params_t *p, bool fresh) {
@@ -160,8 +184,10 @@ static void pack(moep_handle_t *h, const moep_dispatch_params_t *p, bool fresh) 
                                         (uint8_t *)h->send_buf + (size_t)s * h->wire_row_bytes, scratch);
             if (fresh) {
                 uint8_t *meta = (uint8_t *)h->send_meta + (size_t)s * h->meta_row_bytes;
-                memcpy(meta, (const int32_t *)p->topk_idx->data + (size_t)t * h->top_k, k4);
-                memcpy(meta + k4, (const float *)p->topk_weights->data + (size_t)t * h->top_k, k4);
+                const int32_t *ids = (const int32_t *)p->topk_idx->data + (size_t)t * h->top_k;
+                pack_ids(ids, h->top_k, h->id_bytes, meta);
+                memcpy(meta + (size_t)h->top_k * h->id_bytes,
+                       (const float *)p->topk_weights->data + (size_t)t * h->top_k, k4);
             }
         }
     }
@@ -185,10 +211,9 @@ static void unpack(moep_comm_t *c, moep_handle_t *h, bool fresh) {
                                       h->dtype, scratch);
             if (!fresh) continue;
             const uint8_t *meta = (const uint8_t *)h->recv_meta + (size_t)i * h->meta_row_bytes;
-            memcpy(h->recv_weight + (size_t)i * k, meta + k4, k4);
+            memcpy(h->recv_weight + (size_t)i * k, meta + (size_t)k * h->id_bytes, k4);
             for (int32_t j = 0; j < k; j++) {
-                int32_t e;
-                memcpy(&e, meta + (size_t)j * 4, 4);
+                int32_t e = unpack_id(meta, j, h->id_bytes);
                 /* ids were range-checked by the sender's layout; re-check: the wire is input */
                 h->recv_local_idx[(size_t)i * k + j] =
                     (e >= 0 && e < c->num_experts) ? c->global_to_local[e] : -1;
@@ -363,7 +388,8 @@ moep_status_t moep_dispatch(moep_comm_t *c, const moep_dispatch_params_t *params
         h->wire_dtype = wire;
         h->alignment = p.expert_alignment;
         h->wire_row_bytes = moep__act_wire_row_bytes(wire, h->hidden);
-        h->meta_row_bytes = (size_t)h->top_k * 8;
+        h->id_bytes = c->num_experts <= INT16_MAX ? 2 : 4;
+        h->meta_row_bytes = (size_t)h->top_k * (h->id_bytes + 4);
         st = prepare_fresh(c, h, &p);
         t_layout = moep__now_ms();
     }
