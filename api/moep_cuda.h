@@ -19,7 +19,14 @@
  * tokens_per_local_expert and expert_offset are host arrays.
  * Host synchronisation: a fresh dispatch copies the exchanged counts
  * (R headers of 40 + 8 E bytes) to the host once and waits for them: they
- * size recv_x and expert_x. A dispatch with MOEP_DISPATCH_REUSE_LAYOUT and
+ * size the results (num_recv, expert offsets, expert_x). When the comm's
+ * previous fresh dispatch had T <= some capacity on every rank (the usual
+ * steady state; 2-4 ranks with top-k routing, or T <= 256), counts, ids
+ * and x rows travel in ONE NCCL group with worst-case-sized blocks (the
+ * largest T of the previous fresh dispatch, in rows, per peer: padding
+ * crosses the wire) and the wait ends after the payload; otherwise (first
+ * dispatch, a larger T) the counts go first and the payload after the
+ * wait. Device memory of a handle: up to 3 x R x T rows of x. A dispatch with MOEP_DISPATCH_REUSE_LAYOUT and
  * combine do not synchronise at all. A peer that stalls is detected at that
  * one wait (MOEP_ERR_TIMEOUT after the comm's timeout, then ncclCommAbort);
  * NCCL async errors surface as MOEP_ERR_CUDA / MOEP_ERR_REMOTE.

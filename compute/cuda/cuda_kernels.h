@@ -53,6 +53,12 @@ int moep__cuda_layout_count(const int32_t *topk_idx, int64_t T, int32_t k, int32
 int moep__cuda_layout_slots(const uint8_t *flags, int64_t T, int32_t R, int32_t *token_rank_slot,
                             int32_t *slot_token, moep_stream_t stream);
 
+/* token_rank_slot[t, r] = r * blk + (index of t among rank r's tokens), -1
+ * if t does not go to r: per-destination blocks of blk rows (blk >= the
+ * largest rank count), one block scan per rank. */
+int moep__cuda_layout_slots_padded(const uint8_t *flags, int64_t T, int32_t R, int64_t blk,
+                                   int32_t *token_rank_slot, moep_stream_t stream);
+
 /* ---- dispatch / combine (ep_kernels.cu) ---- */
 /* Per-peer count message of a fresh dispatch: the header fields (as
  * moep_dispatch_header_t, status from *bad) then E i64 expert counts. */
@@ -61,6 +67,7 @@ typedef struct moep__cuda_header_args {
     int32_t hidden, top_k, dtype, wire_dtype;
     int32_t status_if_bad; /* status to announce when *bad != 0 */
     int32_t num_experts, num_ranks;
+    int32_t num_tokens; /* the sender's T, in the header's reserved field */
     size_t msg_bytes; /* per peer */
 } moep__cuda_header_args_t;
 int moep__cuda_write_headers(const moep__cuda_header_args_t *a, const int64_t *rank_count,
@@ -83,16 +90,35 @@ int moep__cuda_pack(const void *x, size_t row_bytes, int64_t T, int32_t R,
                     const int32_t *token_rank_slot, void *send_x, const int32_t *topk_idx,
                     const float *topk_w, int32_t k, void *meta, const moep__cuda_pack_self_t *self,
                     moep_stream_t stream);
-/* Received meta -> local expert ids ([-1] elsewhere), weights, source rank. */
-int moep__cuda_unpack_meta(const void *meta, int64_t n, int32_t k, int32_t E,
+/* Received token count: at most `max`; with dev != NULL the exact count is
+ * *dev (device memory, known only on the GPU before the host waits). */
+typedef struct moep__cuda_recv_rows {
+    int64_t max;
+    const int64_t *dev;
+} moep__cuda_recv_rows_t;
+/* Received meta -> local expert ids ([-1] elsewhere), weights, source rank.
+ * cap > 0: the meta of source rank r sits in a padded block at r * cap rows
+ * (a one-round dispatch); cap == 0: contiguous in receive order. */
+int moep__cuda_unpack_meta(const void *meta, const moep__cuda_recv_rows_t *n, int32_t k, int32_t E,
                            const int32_t *global_to_local, const int64_t *recv_offset, int32_t R,
-                           int32_t *local_idx, float *weight, int32_t *src, moep_stream_t stream);
+                           int64_t cap, int32_t *local_idx, float *weight, int32_t *src,
+                           moep_stream_t stream);
+/* One-round dispatch, on the GPU from the received messages (R of
+ * msg_bytes: header, E i64 expert counts): recv_offset [R+1] (counts clamped
+ * to cap) and expert_offset [L+1] (per local expert, rounded up to align). */
+int moep__cuda_recv_plan(const uint8_t *msgs, size_t msg_bytes, int32_t R, int64_t cap,
+                         const int32_t *local_experts, int32_t L, int32_t align,
+                         int64_t *recv_offset, int64_t *expert_offset, moep_stream_t stream);
+/* Rows of source ranks q >= 1 from their padded blocks (pad + q * cap rows)
+ * to recv_x at recv_offset[q] (device); block 0 is in place already. */
+int moep__cuda_compact_rows(const void *pad, size_t row_bytes, int64_t cap, int32_t R,
+                            const int64_t *recv_offset, void *recv_x, moep_stream_t stream);
 /* Expert-major rows: slot s = i*k+j with local expert l gets row
  * expert_offset[l] + (earlier slots of l); row_src[row] = i (-1 = padding,
  * row_src must be preset to -1). */
-int moep__cuda_expert_rows(const int32_t *local_idx, int64_t n_slots, int32_t k, int32_t L,
-                           const int64_t *expert_offset, int32_t *slot_row, int32_t *row_src,
-                           moep_stream_t stream);
+int moep__cuda_expert_rows(const int32_t *local_idx, const moep__cuda_recv_rows_t *n, int32_t k,
+                           int32_t L, const int64_t *expert_offset, int64_t rows_cap,
+                           int32_t *slot_row, int32_t *row_src, moep_stream_t stream);
 /* expert_x[row] = recv_x[row_src[row]] or zeros. */
 int moep__cuda_gather_rows(const void *recv_x, size_t row_bytes, const int32_t *row_src,
                            int64_t rows, void *expert_x, moep_stream_t stream);

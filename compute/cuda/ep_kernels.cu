@@ -77,32 +77,74 @@ __global__ void pack_kernel(const uint8_t *x, size_t row_bytes, int32_t R, const
     }
 }
 
-__global__ void unpack_meta_kernel(const int32_t *meta, int64_t n, int32_t k, int32_t E,
-                                   const int32_t *g2l, const int64_t *recv_offset, int32_t R,
-                                   int32_t *local_idx, float *weight, int32_t *src) {
+__global__ void unpack_meta_kernel(const int32_t *meta, const int64_t *n_p, int64_t n_max, int32_t k,
+                                   int32_t E, const int32_t *g2l, const int64_t *recv_offset,
+                                   int32_t R, int64_t cap, int32_t *local_idx, float *weight,
+                                   int32_t *src) {
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    const int32_t *m = meta + (size_t)i * 2 * k;
+    if (i >= n_max || (n_p != NULL && i >= *n_p)) return;
+    int32_t r = 0;
+    while (r + 1 < R && recv_offset[r + 1] <= i) r++;
+    src[i] = r;
+    int64_t at = cap > 0 ? r * cap + (i - recv_offset[r]) : i; /* padded: blocks of cap rows */
+    const int32_t *m = meta + (size_t)at * 2 * k;
     for (int32_t j = 0; j < k; j++) {
         int32_t e = m[j];
         local_idx[i * k + j] = (e >= 0 && e < E) ? g2l[e] : -1;
         weight[i * k + j] = __int_as_float(m[k + j]);
     }
-    int32_t r = 0;
-    while (r + 1 < R && recv_offset[r + 1] <= i) r++;
-    src[i] = r;
 }
 
-__global__ void expert_rows_kernel(const int32_t *local_idx, int64_t n_slots, int32_t k,
-                                   const int64_t *expert_offset, int32_t *slot_row, int32_t *row_src) {
+/* The receive plan of a one-round dispatch from the received messages
+ * (header, E expert counts): recv_offset [R+1] (counts clamped to cap) and
+ * the aligned expert_offset [L+1] over the local experts. One block. */
+__global__ void recv_plan_kernel(const uint8_t *msgs, size_t msg_bytes, int32_t R, int64_t cap,
+                                 const int32_t *local_experts, int32_t L, int32_t align,
+                                 int64_t *recv_offset, int64_t *expert_offset) {
+    if (threadIdx.x == 0) {
+        int64_t o = 0;
+        for (int32_t r = 0; r < R; r++) {
+            int64_t n = *(const int64_t *)(msgs + (size_t)r * msg_bytes + 32);
+            recv_offset[r] = o;
+            o += n < 0 ? 0 : n > cap ? cap : n;
+        }
+        recv_offset[R] = o;
+    }
+    moep__block_chunk_scan((int64_t)L + 1,
+                           [&](int64_t l) {
+                               if (l == L) return (int64_t)0;
+                               int64_t n = 0;
+                               for (int32_t r = 0; r < R; r++)
+                                   n += ((const int64_t *)(msgs + (size_t)r * msg_bytes + 40))[local_experts[l]];
+                               return (n + align - 1) / align * align;
+                           },
+                           [&](int64_t l, int64_t before) { expert_offset[l] = before; });
+}
+
+/* Rows of source rank q >= 1 from its padded block (q * cap) to recv_x at
+ * recv_offset[q]; block 0 is already in place. Grid (cap, R). */
+template <typename V>
+__global__ void compact_kernel(const uint8_t *pad, size_t row_bytes, int64_t cap,
+                               const int64_t *recv_offset, uint8_t *recv_x) {
+    int64_t q = blockIdx.y, i = blockIdx.x;
+    if (q == 0 || i >= recv_offset[q + 1] - recv_offset[q]) return;
+    copy_row<V>(pad + (size_t)(q * cap + i) * row_bytes, recv_x + (size_t)(recv_offset[q] + i) * row_bytes,
+                row_bytes);
+}
+
+__global__ void expert_rows_kernel(const int32_t *local_idx, const int64_t *n_p, int64_t n_max,
+                                   int32_t k, const int64_t *expert_offset, int64_t rows_cap,
+                                   int32_t *slot_row, int32_t *row_src) {
     int32_t l = blockIdx.x;
     int64_t base = expert_offset[l];
+    int64_t n_slots = n_p != NULL && *n_p * k < n_max ? *n_p * k : n_max;
     moep__block_chunk_scan(n_slots, [&](int64_t s) { return (int64_t)(local_idx[s] == l); },
                            [&](int64_t s, int64_t before) {
                                int32_t li = local_idx[s];
                                if (li == l) {
                                    slot_row[s] = (int32_t)(base + before);
-                                   row_src[base + before] = (int32_t)(s / k);
+                                   if (base + before < rows_cap) /* only a bad plan exceeds it */
+                                       row_src[base + before] = (int32_t)(s / k);
                                } else if (li < 0 && l == 0) {
                                    slot_row[s] = -1;
                                }
@@ -184,13 +226,15 @@ __global__ void combine_local_kernel(const void *y, bool y_bf16, int32_t H, cons
     int64_t i = blockIdx.x;
     for (int32_t d = threadIdx.x * N; d < H; d += blockDim.x * N) {
         float acc[N], v[N];
+        bool first = true;
         for (int q = 0; q < N; q++) acc[q] = 0.0f;
         for (int32_t j = 0; j < k; j++) {
             int32_t row = slot_row[i * k + j];
             if (row < 0) continue;
             float w = weight[i * k + j];
             load<N>(y, y_bf16, (size_t)row * H + d, v);
-            for (int q = 0; q < N; q++) acc[q] = __fadd_rn(acc[q], __fmul_rn(w, v[q]));
+            for (int q = 0; q < N; q++) acc[q] = first ? __fmul_rn(w, v[q]) : __fadd_rn(acc[q], __fmul_rn(w, v[q]));
+            first = false;
         }
         store<N>(partial, y_bf16, (size_t)i * H + d, acc);
     }
@@ -203,6 +247,7 @@ __global__ void combine_home_kernel(const void *partial, bool p_bf16, int32_t H,
     int64_t t = blockIdx.x;
     for (int32_t d = threadIdx.x * N; d < H; d += blockDim.x * N) {
         float acc[N], v[N];
+        bool first = !accumulate;
         if (accumulate)
             load<N>(out, o_bf16, (size_t)t * H + d, acc);
         else
@@ -211,7 +256,8 @@ __global__ void combine_home_kernel(const void *partial, bool p_bf16, int32_t H,
             int32_t s = trs[t * R + r];
             if (s < 0) continue;
             load<N>(partial, p_bf16, (size_t)s * H + d, v);
-            for (int q = 0; q < N; q++) acc[q] = __fadd_rn(acc[q], v[q]);
+            for (int q = 0; q < N; q++) acc[q] = first ? v[q] : __fadd_rn(acc[q], v[q]);
+            first = false;
         }
         store<N>(out, o_bf16, (size_t)t * H + d, acc);
     }
@@ -230,7 +276,7 @@ __global__ void headers_kernel(moep__cuda_header_args_t a, const int64_t *rank_c
         h[4] = a.dtype;
         h[5] = a.wire_dtype;
         h[6] = *bad ? a.status_if_bad : 0;
-        h[7] = 0;
+        h[7] = a.num_tokens; /* GPU path: the sender's T (sizes the next one-round dispatch) */
         *(int64_t *)(m + 32) = *bad ? 0 : rank_count[r];
     }
     int64_t *c = (int64_t *)(m + 40);
@@ -270,22 +316,50 @@ extern "C" int moep__cuda_pack(const void *x, size_t row_bytes, int64_t T, int32
     return cudaGetLastError();
 }
 
-extern "C" int moep__cuda_unpack_meta(const void *meta, int64_t n, int32_t k, int32_t E,
-                                      const int32_t *g2l, const int64_t *recv_offset, int32_t R,
-                                      int32_t *local_idx, float *weight, int32_t *src,
-                                      moep_stream_t stream) {
-    if (n == 0) return cudaSuccess;
-    unpack_meta_kernel<<<(unsigned)((n + 255) / 256), 256, 0, (cudaStream_t)stream>>>(
-        (const int32_t *)meta, n, k, E, g2l, recv_offset, R, local_idx, weight, src);
+extern "C" int moep__cuda_unpack_meta(const void *meta, const moep__cuda_recv_rows_t *n, int32_t k,
+                                      int32_t E, const int32_t *g2l, const int64_t *recv_offset,
+                                      int32_t R, int64_t cap, int32_t *local_idx, float *weight,
+                                      int32_t *src, moep_stream_t stream) {
+    if (n->max == 0) return cudaSuccess;
+    unpack_meta_kernel<<<(unsigned)((n->max + 255) / 256), 256, 0, (cudaStream_t)stream>>>(
+        (const int32_t *)meta, n->dev, n->max, k, E, g2l, recv_offset, R, cap, local_idx, weight, src);
     return cudaGetLastError();
 }
 
-extern "C" int moep__cuda_expert_rows(const int32_t *local_idx, int64_t n_slots, int32_t k, int32_t L,
-                                      const int64_t *expert_offset, int32_t *slot_row,
-                                      int32_t *row_src, moep_stream_t stream) {
-    if (n_slots == 0 || L == 0) return cudaSuccess;
-    expert_rows_kernel<<<L, MOEP_SCAN_THREADS, 0, (cudaStream_t)stream>>>(local_idx, n_slots, k,
-                                                                         expert_offset, slot_row, row_src);
+extern "C" int moep__cuda_recv_plan(const uint8_t *msgs, size_t msg_bytes, int32_t R, int64_t cap,
+                                    const int32_t *local_experts, int32_t L, int32_t align,
+                                    int64_t *recv_offset, int64_t *expert_offset, moep_stream_t stream) {
+    recv_plan_kernel<<<1, MOEP_SCAN_THREADS, 0, (cudaStream_t)stream>>>(msgs, msg_bytes, R, cap,
+                                                                       local_experts, L, align,
+                                                                       recv_offset, expert_offset);
+    return cudaGetLastError();
+}
+
+extern "C" int moep__cuda_compact_rows(const void *pad, size_t row_bytes, int64_t cap, int32_t R,
+                                       const int64_t *recv_offset, void *recv_x, moep_stream_t stream) {
+    if (cap == 0 || R < 2) return cudaSuccess;
+    cudaStream_t s = (cudaStream_t)stream;
+    int v = vec_of(row_bytes);
+    unsigned th = threads_for(row_bytes / (size_t)v);
+    dim3 grid((unsigned)cap, (unsigned)R);
+    const uint8_t *p = (const uint8_t *)pad;
+    uint8_t *x = (uint8_t *)recv_x;
+    if (v == 16)
+        compact_kernel<uint4><<<grid, th, 0, s>>>(p, row_bytes, cap, recv_offset, x);
+    else if (v == 4)
+        compact_kernel<uint32_t><<<grid, th, 0, s>>>(p, row_bytes, cap, recv_offset, x);
+    else
+        compact_kernel<uint8_t><<<grid, th, 0, s>>>(p, row_bytes, cap, recv_offset, x);
+    return cudaGetLastError();
+}
+
+extern "C" int moep__cuda_expert_rows(const int32_t *local_idx, const moep__cuda_recv_rows_t *n,
+                                      int32_t k, int32_t L, const int64_t *expert_offset,
+                                      int64_t rows_cap, int32_t *slot_row, int32_t *row_src,
+                                      moep_stream_t stream) {
+    if (n->max == 0 || L == 0) return cudaSuccess;
+    expert_rows_kernel<<<L, MOEP_SCAN_THREADS, 0, (cudaStream_t)stream>>>(
+        local_idx, n->dev, n->max * k, k, expert_offset, rows_cap, slot_row, row_src);
     return cudaGetLastError();
 }
 

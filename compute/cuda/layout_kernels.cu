@@ -47,7 +47,27 @@ __global__ void slots_kernel(const uint8_t *flags, int64_t T, int32_t R, int32_t
                            });
 }
 
+/* One block per destination rank r: token t's slot for r is r * blk + (its
+ * index among r's tokens), by a block scan of flags[r * T, r * T + T). */
+__global__ void slots_padded_kernel(const uint8_t *flags, int64_t T, int32_t R, int64_t blk,
+                                    int32_t *token_rank_slot) {
+    int64_t r = blockIdx.x;
+    const uint8_t *f = flags + r * T;
+    moep__block_chunk_scan(T, [&](int64_t t) { return (int64_t)f[t]; },
+                           [&](int64_t t, int64_t before) {
+                               token_rank_slot[t * R + r] = f[t] ? (int32_t)(r * blk + before) : -1;
+                           });
+}
+
 } // namespace
+
+extern "C" int moep__cuda_layout_slots_padded(const uint8_t *flags, int64_t T, int32_t R, int64_t blk,
+                                              int32_t *token_rank_slot, moep_stream_t stream) {
+    if (T == 0) return cudaSuccess;
+    slots_padded_kernel<<<(unsigned)R, MOEP_SCAN_THREADS, 0, (cudaStream_t)stream>>>(flags, T, R, blk,
+                                                                                   token_rank_slot);
+    return cudaGetLastError();
+}
 
 extern "C" int moep__cuda_layout_count(const int32_t *topk_idx, int64_t T, int32_t k, int32_t E,
                                        int32_t R, const int32_t *expert_rank, uint8_t *flags,

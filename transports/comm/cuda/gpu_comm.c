@@ -144,6 +144,13 @@ moep_status_t moep__gpu_comm_init(moep_comm_t *c) {
     if (st == MOEP_OK)
         st = moep__cuda_check(c, fn, cudaMemcpy(c->gpu->global_to_local, c->global_to_local, bytes,
                                                 cudaMemcpyHostToDevice), "cudaMemcpy");
+    size_t lbytes = (size_t)(c->num_local_experts > 0 ? c->num_local_experts : 1) * sizeof(int32_t);
+    if (st == MOEP_OK)
+        st = moep__cuda_check(c, fn, cudaMalloc((void **)&c->gpu->local_experts, lbytes), "cudaMalloc");
+    if (st == MOEP_OK && c->num_local_experts > 0)
+        st = moep__cuda_check(c, fn, cudaMemcpy(c->gpu->local_experts, c->local_experts,
+                                                (size_t)c->num_local_experts * sizeof(int32_t),
+                                                cudaMemcpyHostToDevice), "cudaMemcpy");
     if (st == MOEP_OK)
         st = moep__cuda_check(c, fn, cudaStreamCreateWithFlags(&c->gpu->side, cudaStreamNonBlocking),
                               "cudaStreamCreate");
@@ -160,6 +167,7 @@ void moep__gpu_comm_free(moep_comm_t *c) {
     if (c->gpu == NULL) return;
     cudaFree(c->gpu->expert_rank);
     cudaFree(c->gpu->global_to_local);
+    cudaFree(c->gpu->local_experts);
     if (c->gpu->side != NULL) cudaStreamDestroy(c->gpu->side);
     if (c->gpu->fork != NULL) cudaEventDestroy(c->gpu->fork);
     if (c->gpu->join != NULL) cudaEventDestroy(c->gpu->join);
@@ -197,7 +205,7 @@ void moep__gpu_handle_free(moep_handle_t *h) {
                            &g->send_hdr, &g->recv_hdr, &g->send_x, &g->send_meta, &g->recv_x,
                            &g->recv_meta, &g->local_idx, &g->weight, &g->src, &g->slot_row,
                            &g->row_src, &g->expert_x, &g->recv_offset, &g->expert_offset,
-                           &g->partial_send, &g->partial_recv};
+                           &g->partial_send, &g->partial_recv, &g->recv_pad};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) moep__dbuf_free(all[i]);
     if (g->host != NULL) cudaFreeHost(g->host);
     if (g->counts_ready != NULL) cudaEventDestroy(g->counts_ready);

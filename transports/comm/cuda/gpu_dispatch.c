@@ -3,15 +3,18 @@
  * dispatch.c, with every per-token step in CUDA kernels (compute/cuda) and
  * the exchange on the transport's stream-ordered alltoallv (NCCL).
  *
- * Fresh dispatch, all on the comm's stream:
- *   layout counts + slots -> per-peer count messages (header + E expert
- *   counts) -> alltoallv of the messages -> one copy of them (and of our
- *   rank counts) to pinned host memory, an event -> pack the peers' x rows
- *   and ids/weights into send slots -> host waits for the event (the one
- *   host sync: counts size recv_x and expert_x) -> x rows and meta in one
- *   transport group (NCCL: one launch), while a side stream packs our own
- *   rows straight into recv_x / recv_meta (they never touch the transport)
- *   -> received ids to local ids -> expert-major rows.
+ * Fresh dispatch, all on the comm's stream: layout counts + per-rank slots
+ * (send slots of rank r at r * blk) -> per-peer count messages (header +
+ * E expert counts) -> pack the peers' x rows and ids/weights into their
+ * blocks. Then, when the comm has a block capacity (gpu_round.c), ONE
+ * transport group moves messages, meta and x rows (worst-case-sized
+ * blocks) while a side stream packs our own rows, and the GPU lays out
+ * the received rows from the counts in the messages; the host waits once,
+ * after the payload, for the counts it returns. Otherwise (first dispatch,
+ * a T above the capacity, shapes where padding would dominate): the
+ * messages alone -> host waits for them -> x rows and meta in one group
+ * (own rows packed straight into recv_x / recv_meta on a side stream) ->
+ * received ids to local ids -> expert-major rows (offsets from the host).
  * Cached dispatch (MOEP_DISPATCH_REUSE_LAYOUT): pack (own rows straight into
  * recv_x) -> alltoallv -> expert rows; no host sync.
  */
@@ -63,11 +66,13 @@ typedef struct staging {
     int32_t *bad;
 } staging_t;
 
-static moep_status_t reserve_fresh(moep_comm_t *c, moep_handle_t *h, staging_t *sg) {
+static moep_status_t reserve_fresh(moep_comm_t *c, moep_handle_t *h, staging_t *sg, int64_t cap) {
     struct moep__gpu_handle *g = h->gpu;
     int32_t R = c->world_size, E = c->num_experts, L = c->num_local_experts, k = h->top_k;
     size_t T = (size_t)h->num_tokens, row = (size_t)h->hidden * esize(h->dtype);
-    size_t max_slots = T * (size_t)(R < k ? R : k);
+    g->blk = cap > h->num_tokens ? cap : h->num_tokens;
+    g->num_slots = (int64_t)R * g->blk;
+    size_t max_slots = (size_t)g->num_slots;
     g->msg_bytes = (HDR_BYTES + 8 * (size_t)E + 15) / 16 * 16;
     MOEP_TRY(moep__dbuf_reserve(c, FN, &g->flags, T * R));
     MOEP_TRY(moep__dbuf_reserve(c, FN, &g->trs, T * R * 4));
@@ -93,6 +98,8 @@ static moep_status_t reserve_fresh(moep_comm_t *c, moep_handle_t *h, staging_t *
     free(g->rank_offset);
     g->rank_offset = moep__calloc(FN, (size_t)R + 1, sizeof(int64_t));
     if (g->rank_offset == NULL) return MOEP_ERR_NO_MEMORY;
+    for (int32_t r = 0; r <= R; r++) g->rank_offset[r] = r * g->blk;
+    if (cap > 0) MOEP_TRY(moep__gpu_round_reserve(c, h, cap, row));
     sg->msgs = g->host;
     sg->rank_count = (int64_t *)(sg->msgs + (size_t)R * g->msg_bytes);
     sg->bad = (int32_t *)(sg->rank_count + R);
@@ -101,9 +108,46 @@ static moep_status_t reserve_fresh(moep_comm_t *c, moep_handle_t *h, staging_t *
     return MOEP_OK;
 }
 
-/* Layout, count messages and their exchange, then the copy home. */
-static moep_status_t exchange_counts(moep_comm_t *c, moep_handle_t *h, const moep_dispatch_params_t *p,
-                                     const staging_t *sg) {
+static moep_status_t pack(moep_comm_t *c, moep_handle_t *h, const moep_dispatch_params_t *p,
+                          bool fresh, bool peers, void *self_x, void *self_meta, cudaStream_t stream);
+
+/* Our own rows in a one-round dispatch: rank 0's block is in place in
+ * recv_x, the others' in their padded blocks; meta always padded. */
+static moep_status_t pack_self_round(moep_comm_t *c, moep_handle_t *h, const moep_dispatch_params_t *p,
+                                     int64_t cap) {
+    struct moep__gpu_handle *g = h->gpu;
+    size_t row = (size_t)h->hidden * esize(h->dtype), at = (size_t)(c->rank * cap);
+    void *x = c->rank == 0 ? g->recv_x.p : (uint8_t *)g->recv_pad.p + at * row;
+    MOEP_TRY(moep__gpu_fork(c, FN));
+    return pack(c, h, p, true, false, x, (uint8_t *)g->recv_meta.p + at * 8 * (size_t)h->top_k,
+                c->gpu->side);
+}
+
+/* The messages (and with cap > 0 the meta and x rows) in one group. */
+static moep_status_t first_group(moep_comm_t *c, moep_handle_t *h, int64_t cap) {
+    struct moep__gpu_handle *g = h->gpu;
+    int32_t R = c->world_size;
+    int64_t *one = calloc((size_t)R * 2, sizeof(int64_t));
+    if (one == NULL) return moep__comm_fail(c, MOEP_ERR_NO_MEMORY, "%s: out of memory", FN);
+    for (int32_t r = 0; r < R; r++) {
+        one[r] = 1;
+        one[R + r] = r;
+    }
+    h->dispatch_wire_bytes = 0;
+    moep_status_t st = moep__gpu_group(c, FN, 1);
+    if (st == MOEP_OK)
+        st = moep__gpu_alltoallv_rows(c, FN, g->send_hdr.p, one, one + R, g->recv_hdr.p, one,
+                                      one + R, g->msg_bytes, NULL);
+    free(one);
+    if (st == MOEP_OK && cap > 0) st = moep__gpu_round_transfer(c, h, cap, (size_t)h->hidden * esize(h->dtype));
+    moep_status_t end = st == MOEP_OK ? moep__gpu_group(c, FN, 0) : st;
+    return st != MOEP_OK ? st : end;
+}
+
+/* Layout, count messages, pack, the first group, the copy home of the
+ * counts and (one round) the GPU side of the receive. */
+static moep_status_t first_round(moep_comm_t *c, moep_handle_t *h, const moep_dispatch_params_t *p,
+                                 const staging_t *sg, int64_t cap) {
     struct moep__gpu_handle *g = h->gpu;
     moep_stream_t s = c->gpu->stream;
     int32_t R = c->world_size, E = c->num_experts, k = h->top_k;
@@ -113,32 +157,38 @@ static moep_status_t exchange_counts(moep_comm_t *c, moep_handle_t *h, const moe
     int32_t *bad = (int32_t *)(rank_count + R);
     int err = moep__cuda_layout_count(p->topk_idx->data, T, k, E, R, c->gpu->expert_rank, g->flags.p,
                                       rank_count, g->expert_count.p, bad, s);
-    if (!err) err = moep__cuda_layout_slots(g->flags.p, T, R, g->trs.p, NULL, s);
+    if (!err) err = moep__cuda_layout_slots_padded(g->flags.p, T, R, g->blk, g->trs.p, s);
     moep__cuda_header_args_t ha = {MOEP_DISPATCH_MAGIC, MOEP_DISPATCH_VERSION, h->hidden, k,
                                    (int32_t)h->dtype, (int32_t)h->wire_dtype,
-                                   (int32_t)MOEP_ERR_OUT_OF_RANGE, E, R, g->msg_bytes};
+                                   (int32_t)MOEP_ERR_OUT_OF_RANGE, E, R, (int32_t)T, g->msg_bytes};
     if (!err) err = moep__cuda_write_headers(&ha, rank_count, g->expert_count.p, bad, g->send_hdr.p, s);
     if (!err) /* our own message skips the transport */
         err = cudaMemcpyAsync(msgs + (size_t)c->rank * g->msg_bytes,
                               (uint8_t *)g->send_hdr.p + (size_t)c->rank * g->msg_bytes, g->msg_bytes,
                               cudaMemcpyDeviceToDevice, (cudaStream_t)s);
     MOEP_TRY(moep__cuda_check(c, FN, err, "layout kernels"));
-    int64_t *one = calloc((size_t)R * 2, sizeof(int64_t));
-    if (one == NULL) return moep__comm_fail(c, MOEP_ERR_NO_MEMORY, "%s: out of memory", FN);
-    for (int32_t r = 0; r < R; r++) {
-        one[r] = 1;
-        one[R + r] = r;
-    }
-    moep_status_t st = moep__gpu_alltoallv_rows(c, FN, g->send_hdr.p, one, one + R, g->recv_hdr.p,
-                                                one, one + R, g->msg_bytes, NULL);
-    free(one);
-    MOEP_TRY(st);
+    MOEP_TRY(pack(c, h, p, true, true, NULL, NULL, (cudaStream_t)s));
+    if (cap > 0) MOEP_TRY(pack_self_round(c, h, p, cap));
+    MOEP_TRY(first_group(c, h, cap));
+    if (cap > 0) MOEP_TRY(moep__gpu_join(c, FN));
     cudaStream_t cs = (cudaStream_t)s;
     /* staging has the same layout: messages, rank counts, bad */
     err = cudaMemcpyAsync(sg->msgs, msgs, (size_t)R * g->msg_bytes + (size_t)R * 8 + 4,
                           cudaMemcpyDeviceToHost, cs);
     if (!err) err = cudaEventRecord(g->counts_ready, cs);
-    return moep__cuda_check(c, FN, err, "copy of the counts");
+    MOEP_TRY(moep__cuda_check(c, FN, err, "copy of the counts"));
+    return cap > 0 ? moep__gpu_round_finish(c, h, cap, (size_t)h->hidden * esize(h->dtype)) : MOEP_OK;
+}
+
+/* The largest T of any rank (each message carries its sender's T). */
+static int64_t max_tokens(const moep_comm_t *c, const moep_handle_t *h, const staging_t *sg) {
+    int64_t m = 0;
+    for (int32_t r = 0; r < c->world_size; r++) {
+        const moep_dispatch_header_t *hd =
+            (const moep_dispatch_header_t *)(sg->msgs + (size_t)r * h->gpu->msg_bytes);
+        if (hd->reserved > m) m = hd->reserved; /* GPU path: the sender's T */
+    }
+    return m;
 }
 
 /* The verdict of every rank's message, the same on every rank (as dispatch.c). */
@@ -174,16 +224,13 @@ static moep_status_t check_messages(moep_comm_t *c, moep_handle_t *h, const stag
 static void plan_counts(moep_comm_t *c, moep_handle_t *h, const staging_t *sg) {
     struct moep__gpu_handle *g = h->gpu;
     int32_t R = c->world_size, L = c->num_local_experts;
-    g->rank_offset[0] = 0;
     h->recv_offset[0] = 0;
     for (int32_t r = 0; r < R; r++) {
         h->send_count[r] = sg->rank_count[r];
-        g->rank_offset[r + 1] = g->rank_offset[r] + h->send_count[r];
         h->recv_offset[r + 1] = h->recv_offset[r] + h->recv_count[r];
         sg->recv_offset[r] = h->recv_offset[r];
     }
     sg->recv_offset[R] = h->recv_offset[R];
-    g->num_slots = g->rank_offset[R];
     h->num_recv = h->recv_offset[R];
     h->expert_offset[0] = 0;
     for (int32_t l = 0; l < L; l++) {
@@ -216,16 +263,14 @@ static moep_status_t reserve_recv(moep_comm_t *c, moep_handle_t *h, bool expert_
     return MOEP_OK;
 }
 
-/* Pack the peers' rows into the send buffers and / or this rank's own rows
- * straight into recv_x / recv_meta (self needs the receive offsets). */
+/* Pack the peers' rows into the send blocks and / or this rank's own rows
+ * straight into self_x (and self_meta on a fresh dispatch): receive rows. */
 static moep_status_t pack(moep_comm_t *c, moep_handle_t *h, const moep_dispatch_params_t *p,
-                          bool fresh, bool peers, bool self, cudaStream_t stream) {
+                          bool fresh, bool peers, void *self_x, void *self_meta, cudaStream_t stream) {
     struct moep__gpu_handle *g = h->gpu;
-    size_t row = (size_t)h->hidden * esize(h->dtype), meta_row = 8 * (size_t)h->top_k;
-    int64_t at = self ? h->recv_offset[c->rank] : 0;
-    moep__cuda_pack_self_t ps = {c->rank, peers, self, self ? g->rank_offset[c->rank] : 0,
-                                 self ? (uint8_t *)g->recv_x.p + (size_t)at * row : NULL,
-                                 self && fresh ? (uint8_t *)g->recv_meta.p + (size_t)at * meta_row : NULL};
+    size_t row = (size_t)h->hidden * esize(h->dtype);
+    moep__cuda_pack_self_t ps = {c->rank, peers, self_x != NULL, g->rank_offset[c->rank], self_x,
+                                 fresh ? self_meta : NULL};
     int err = moep__cuda_pack(p->x->data, row, h->num_tokens, c->world_size, g->trs.p, g->send_x.p,
                               fresh ? p->topk_idx->data : NULL, fresh ? p->topk_weights->data : NULL,
                               h->top_k, fresh ? g->send_meta.p : NULL, &ps, (moep_stream_t)stream);
@@ -257,8 +302,11 @@ static moep_status_t exchange_rows(moep_comm_t *c, moep_handle_t *h, bool fresh)
 /* Fresh dispatch after the counts: our own rows packed on the side stream
  * while the transport moves the peers' rows. */
 static moep_status_t exchange_fresh(moep_comm_t *c, moep_handle_t *h, const moep_dispatch_params_t *p) {
+    struct moep__gpu_handle *g = h->gpu;
+    size_t at = (size_t)h->recv_offset[c->rank], row = (size_t)h->hidden * esize(h->dtype);
     MOEP_TRY(moep__gpu_fork(c, FN));
-    MOEP_TRY(pack(c, h, p, true, false, true, c->gpu->side));
+    MOEP_TRY(pack(c, h, p, true, false, (uint8_t *)g->recv_x.p + at * row,
+                  (uint8_t *)g->recv_meta.p + at * 8 * (size_t)h->top_k, c->gpu->side));
     MOEP_TRY(exchange_rows(c, h, true));
     return moep__gpu_join(c, FN);
 }
@@ -271,13 +319,14 @@ static moep_status_t expert_layout(moep_comm_t *c, moep_handle_t *h, const stagi
                               cudaMemcpyHostToDevice, s);
     if (!err) err = cudaMemcpyAsync(g->expert_offset.p, sg->expert_offset, (size_t)(L + 1) * 8,
                                     cudaMemcpyHostToDevice, s);
-    if (!err) err = moep__cuda_unpack_meta(g->recv_meta.p, h->num_recv, k, c->num_experts,
-                                           c->gpu->global_to_local, g->recv_offset.p, R,
+    moep__cuda_recv_rows_t n = {h->num_recv, NULL};
+    if (!err) err = moep__cuda_unpack_meta(g->recv_meta.p, &n, k, c->num_experts,
+                                           c->gpu->global_to_local, g->recv_offset.p, R, 0,
                                            g->local_idx.p, g->weight.p, g->src.p, s);
     if (!err && h->num_expert_rows > 0)
         err = cudaMemsetAsync(g->row_src.p, 0xff, (size_t)h->num_expert_rows * 4, s);
-    if (!err) err = moep__cuda_expert_rows(g->local_idx.p, h->num_recv * k, k, L, g->expert_offset.p,
-                                           g->slot_row.p, g->row_src.p, s);
+    if (!err) err = moep__cuda_expert_rows(g->local_idx.p, &n, k, L, g->expert_offset.p,
+                                           h->num_expert_rows, g->slot_row.p, g->row_src.p, s);
     return moep__cuda_check(c, FN, err, "expert layout kernels");
 }
 
@@ -317,23 +366,28 @@ static void fill_result(const moep_comm_t *c, const moep_handle_t *h, bool exper
 static moep_status_t fresh_dispatch(moep_comm_t *c, moep_handle_t *h, const moep_dispatch_params_t *p,
                                     bool expert_x) {
     staging_t sg;
-    moep_status_t st = reserve_fresh(c, h, &sg);
+    int64_t cap = c->gpu->cap_rows;
+    moep_status_t st = reserve_fresh(c, h, &sg, cap);
     /* a local failure before the exchange must still reach the peers: it
      * cannot here (no buffers), so the comm is out of step */
     if (st != MOEP_OK) {
         c->broken = true;
         return st;
     }
-    st = exchange_counts(c, h, p, &sg);
-    if (st == MOEP_OK) st = pack(c, h, p, true, true, false, (cudaStream_t)c->gpu->stream);
+    st = first_round(c, h, p, &sg, cap);
     if (st == MOEP_OK) st = moep__gpu_wait_event(c, FN, h->gpu->counts_ready, "the dispatch counts");
     if (st == MOEP_OK) st = check_messages(c, h, &sg);
     if (st == MOEP_ERR_PROTOCOL || st == MOEP_ERR_CUDA || st == MOEP_ERR_TIMEOUT) c->broken = true;
+    /* every rank sees every rank's T and the same verdict: the same cap */
+    int64_t max_t = st == MOEP_OK ? max_tokens(c, h, &sg) : 0;
+    c->gpu->cap_rows = moep__gpu_next_cap(c->world_size, h->top_k, max_t);
     if (st != MOEP_OK) return st; /* every rank stops here with the same verdict */
     plan_counts(c, h, &sg);
-    st = reserve_recv(c, h, expert_x);
-    if (st == MOEP_OK) st = exchange_fresh(c, h, p);
-    if (st == MOEP_OK) st = expert_layout(c, h, &sg);
+    if (cap == 0 || max_t > cap) { /* no round with the payload: the exact one now */
+        st = reserve_recv(c, h, expert_x);
+        if (st == MOEP_OK) st = exchange_fresh(c, h, p);
+        if (st == MOEP_OK) st = expert_layout(c, h, &sg);
+    }
     if (st == MOEP_OK) st = gather(c, h, expert_x);
     if (st != MOEP_OK) c->broken = true; /* peers already exchanged rows with us */
     return st;
@@ -376,7 +430,10 @@ moep_status_t moep__gpu_dispatch(moep_comm_t *c, const moep_dispatch_params_t *p
     c->seq++;
     moep_status_t st;
     if (reuse) {
-        st = pack(c, h, &p, false, true, true, (cudaStream_t)c->gpu->stream);
+        st = pack(c, h, &p, false, true,
+                  (uint8_t *)h->gpu->recv_x.p +
+                      (size_t)h->recv_offset[c->rank] * (size_t)h->hidden * esize(h->dtype),
+                  NULL, (cudaStream_t)c->gpu->stream);
         if (st == MOEP_OK) st = exchange_rows(c, h, false);
         if (st == MOEP_OK) st = gather(c, h, expert_x);
         if (st != MOEP_OK) c->broken = true;

@@ -16,6 +16,11 @@ struct moep__gpu_comm {
      * a side stream while the transport moves the peers' rows */
     cudaStream_t side;
     cudaEvent_t fork, join;
+    int32_t *local_experts; /* [L] device: global ids */
+    /* rows per peer block of the next fresh dispatch's single round, the
+     * same on every rank (the largest T of the last fresh dispatch, see
+     * moep__gpu_next_cap); 0 = a count round, then the payload */
+    int64_t cap_rows;
 };
 
 /* A device buffer that only grows. */
@@ -32,12 +37,14 @@ struct moep__gpu_handle {
     moep__dbuf_t local_idx, weight, src, slot_row, row_src, expert_x;
     moep__dbuf_t recv_offset, expert_offset;
     moep__dbuf_t partial_send, partial_recv;
+    moep__dbuf_t recv_pad; /* one-round dispatch: peer blocks of cap rows */
     /* pinned host staging: received headers, our rank counts, bad, offsets */
     void *host;
     size_t host_cap;
     cudaEvent_t counts_ready;
     size_t msg_bytes;
-    int64_t num_slots;
+    int64_t blk;       /* send slots of rank r start at r * blk (blk >= every rank count) */
+    int64_t num_slots; /* R * blk */
     int64_t *rank_offset; /* [R+1] host: slot ranges per destination */
 };
 
@@ -69,5 +76,22 @@ moep_status_t moep__gpu_group(moep_comm_t *c, const char *fn, int begin);
  * (fork); the comm's stream waits for the side stream's work (join). */
 moep_status_t moep__gpu_fork(moep_comm_t *c, const char *fn);
 moep_status_t moep__gpu_join(moep_comm_t *c, const char *fn);
+
+/* One-round fresh dispatch (gpu_round.c). cap rows per peer block. */
+/* Rows per peer block for the next fresh dispatch from every rank's T
+ * (max_t): the same on every rank; 0 = two rounds. */
+int64_t moep__gpu_next_cap(int32_t R, int32_t k, int64_t max_t);
+/* Worst-case receive buffers of a one-round dispatch. */
+moep_status_t moep__gpu_round_reserve(moep_comm_t *c, moep_handle_t *h, int64_t cap, size_t row);
+/* The meta and x transfers of the round (inside the caller's group):
+ * sends cap rows of each peer block (send slots r * blk), receives rank 0's
+ * block straight into recv_x (when it is a peer), the others into padded
+ * blocks (q * cap). */
+moep_status_t moep__gpu_round_transfer(moep_comm_t *c, moep_handle_t *h, int64_t cap, size_t row);
+/* After the round, on the GPU: receive and expert offsets from the received
+ * messages, compaction of blocks 1.. into recv_x, ids/weights, expert rows. */
+moep_status_t moep__gpu_round_finish(moep_comm_t *c, moep_handle_t *h, int64_t cap, size_t row);
+/* Upper bound of expert-major rows for n received tokens. */
+int64_t moep__gpu_rows_bound(const moep_comm_t *c, const moep_handle_t *h, int64_t n);
 
 #endif
