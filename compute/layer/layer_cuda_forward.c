@@ -169,17 +169,10 @@ moep_status_t moep__layer_cuda_forward(moep_layer_t *l, const moep_tensor_t *x,
     MOEP_TRY(route(l, x, token_ids, s));
     MOEP_TRY(record(g, 1, s));
 
-    moep_dispatch_params_t dp;
-    moep_dispatch_params_init(&dp);
     moep_tensor_t idx, w;
     moep__layer_cuda_last_routing(l, &idx, &w);
-    dp.x = x;
-    dp.topk_idx = &idx;
-    dp.topk_weights = &w;
-    dp.expert_alignment = l->cfg.expert_alignment;
-    dp.wire_dtype = l->cfg.wire_dtype;
     moep_dispatch_result_t res;
-    MOEP_TRY(moep_dispatch(l->comm, &dp, &l->handle, &res));
+    MOEP_TRY(moep__layer_dispatch(l, x, &idx, &w, &res));
     MOEP_TRY(record(g, 2, s));
 
     moep_tensor_t ey;

@@ -51,6 +51,18 @@ static moep_status_t route(moep_layer_t *l, const moep_tensor_t *x, const moep_t
     return moep_route(&rc, rc.kind == MOEP_ROUTE_HASH ? NULL : &scores, token_ids, &idx, &w);
 }
 
+moep_status_t moep__layer_dispatch(moep_layer_t *l, const moep_tensor_t *x, const moep_tensor_t *idx,
+                                   const moep_tensor_t *w, moep_dispatch_result_t *res) {
+    moep_dispatch_params_t dp;
+    moep_dispatch_params_init(&dp);
+    dp.x = x;
+    dp.topk_idx = idx;
+    dp.topk_weights = w;
+    dp.expert_alignment = l->cfg.expert_alignment;
+    dp.wire_dtype = l->cfg.wire_dtype;
+    return moep_dispatch(l->comm, &dp, &l->handle, res);
+}
+
 static moep_status_t shared_expert(moep_layer_t *l, const moep_tensor_t *x, moep_tensor_t *y) {
     int64_t offsets[2] = {0, x->shape[0]};
     return moep_expert_ffn(&l->shared, x, offsets, y, l->cfg.num_threads);
@@ -70,17 +82,10 @@ moep_status_t moep_layer_forward(moep_layer_t *l, const moep_tensor_t *x,
     MOEP_TRY(route(l, x, token_ids));
     double t1 = moep__now_ms();
 
-    moep_dispatch_params_t dp;
-    moep_dispatch_params_init(&dp);
     moep_tensor_t idx, w;
     moep_layer_last_routing(l, &idx, &w);
-    dp.x = x;
-    dp.topk_idx = &idx;
-    dp.topk_weights = &w;
-    dp.expert_alignment = l->cfg.expert_alignment;
-    dp.wire_dtype = l->cfg.wire_dtype;
     moep_dispatch_result_t res;
-    MOEP_TRY(moep_dispatch(l->comm, &dp, &l->handle, &res));
+    MOEP_TRY(moep__layer_dispatch(l, x, &idx, &w, &res));
     double t2 = moep__now_ms();
 
     size_t row = (size_t)l->cfg.hidden * moep__dtype_size(l->cfg.act_dtype);

@@ -28,6 +28,11 @@ struct moep_layer {
 };
 
 /* logits [T, E] = x [T, H] · gateᵀ, f32 accumulation. */
+/* Dispatch x with the routing in idx / w, as the layer is configured
+ * (alignment, wire format), reusing the layer's handle. */
+moep_status_t moep__layer_dispatch(moep_layer_t *l, const moep_tensor_t *x, const moep_tensor_t *idx,
+                                   const moep_tensor_t *w, moep_dispatch_result_t *res);
+
 moep_status_t moep__router_logits(const moep_tensor_t *x, const float *gate, int32_t num_experts,
                                   float *logits);
 
