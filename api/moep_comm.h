@@ -151,8 +151,12 @@ typedef struct moep_dispatch_params {
     const moep_tensor_t *topk_idx;     /* [T, k] i32 global expert ids, -1 = masked */
     const moep_tensor_t *topk_weights; /* [T, k] f32 */
     int32_t expert_alignment;          /* pad each local expert's rows to a multiple (default 1) */
-    /* Wire format of x: 0 = x's dtype; MOEP_DTYPE_FP8_E4M3 = FP8 with 1x128
-     * scales (H % 128 == 0), dequantized on receipt into x's dtype. */
+    /* Wire format of x: 0 = x's dtype; MOEP_DTYPE_BF16 (for f32 x) halves the
+     * bytes; MOEP_DTYPE_FP8_E4M3 = FP8 with one f32 scale per token per 128
+     * channels (the last block may be partial), about 0.52x the bytes of
+     * bf16, dequantized on receipt into x's dtype (CPU path; the GPU path
+     * returns MOEP_ERR_UNSUPPORTED for FP8 for now). x must be finite for
+     * FP8 (MOEP_ERR_NUMERIC, announced to every rank). */
     moep_dtype_t wire_dtype;
 } moep_dispatch_params_t;
 

@@ -67,10 +67,14 @@ MOEP_API moep_status_t moep_expert_weights_init(moep_expert_weights_t *w);
  *                  Rows outside every range (padding) are left untouched in y.
  *   y              [N, H] f32 or bf16, out (may not alias x).
  *   num_threads    OpenMP threads; 0 = OpenMP default.
- * Accumulation is f32 whatever the storage formats.
- * Errors: MOEP_ERR_INVALID_ARG, MOEP_ERR_SHAPE (H/I mismatch, bad dtype),
+ * Accumulation is f32 whatever the storage formats; FP8 / FP4 weights are
+ * decoded a tile at a time inside the kernel (never a dequantized copy of an
+ * expert). Called from inside the caller's own OpenMP parallel region it runs
+ * on the calling thread only.
+ * Errors: MOEP_ERR_INVALID_ARG (NULLs, unknown weight format), MOEP_ERR_SHAPE
+ * (H/I mismatch, bad dtype, cols not a multiple of the FP4 block),
  * MOEP_ERR_OUT_OF_RANGE (offsets not monotone or beyond N), MOEP_ERR_UNSUPPORTED
- * (weight format not compiled in), MOEP_ERR_NO_MEMORY.
+ * (tensors not in host memory), MOEP_ERR_NO_MEMORY. On error y is untouched.
  */
 MOEP_API moep_status_t moep_expert_ffn(const moep_expert_weights_t *w, const moep_tensor_t *x,
                                        const int64_t *expert_offset, moep_tensor_t *y,
