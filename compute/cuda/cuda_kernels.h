@@ -114,8 +114,8 @@ int moep__cuda_recv_plan(const uint8_t *msgs, size_t msg_bytes, int32_t R, int64
 int moep__cuda_compact_rows(const void *pad, size_t row_bytes, int64_t cap, int32_t R,
                             const int64_t *recv_offset, void *recv_x, moep_stream_t stream);
 /* Expert-major rows: slot s = i*k+j with local expert l gets row
- * expert_offset[l] + (earlier slots of l); row_src[row] = i (-1 = padding,
- * row_src must be preset to -1). */
+ * expert_offset[l] + (earlier slots of l); row_src[row] = i, -1 for the
+ * padding rows up to expert_offset[L] (written here, within rows_cap). */
 int moep__cuda_expert_rows(const int32_t *local_idx, const moep__cuda_recv_rows_t *n, int32_t k,
                            int32_t L, const int64_t *expert_offset, int64_t rows_cap,
                            int32_t *slot_row, int32_t *row_src, moep_stream_t stream);

@@ -135,12 +135,16 @@ __global__ void compact_kernel(const uint8_t *pad, size_t row_bytes, int64_t cap
 __global__ void expert_rows_kernel(const int32_t *local_idx, const int64_t *n_p, int64_t n_max,
                                    int32_t k, const int64_t *expert_offset, int64_t rows_cap,
                                    int32_t *slot_row, int32_t *row_src) {
+    __shared__ int64_t used; /* rows of expert l: the rest up to the next offset is padding */
     int32_t l = blockIdx.x;
     int64_t base = expert_offset[l];
     int64_t n_slots = n_p != NULL && *n_p * k < n_max ? *n_p * k : n_max;
+    if (threadIdx.x == 0) used = 0;
+    __syncthreads();
     moep__block_chunk_scan(n_slots, [&](int64_t s) { return (int64_t)(local_idx[s] == l); },
                            [&](int64_t s, int64_t before) {
                                int32_t li = local_idx[s];
+                               if (s == n_slots - 1) used = before + (li == l);
                                if (li == l) {
                                    slot_row[s] = (int32_t)(base + before);
                                    if (base + before < rows_cap) /* only a bad plan exceeds it */
@@ -149,6 +153,9 @@ __global__ void expert_rows_kernel(const int32_t *local_idx, const int64_t *n_p,
                                    slot_row[s] = -1;
                                }
                            });
+    __syncthreads();
+    int64_t end = expert_offset[l + 1] < rows_cap ? expert_offset[l + 1] : rows_cap;
+    for (int64_t row = base + used + threadIdx.x; row < end; row += blockDim.x) row_src[row] = -1;
 }
 
 template <typename V>

@@ -1,15 +1,31 @@
 /*
  * The `nccl` transport (CUDA build): one process per GPU, device buffers,
  * stream-ordered all-to-all-v (the vtable's alltoallv op) over ncclSend /
- * ncclRecv. init makes the communicator from the caller's bootstrap: rank 0
- * creates the ncclUniqueId and every rank allgathers it.
+ * ncclRecv. init makes the communicators from the caller's bootstrap: rank 0
+ * creates the ncclUniqueIds and every rank allgathers them.
  *
- * The communicator is non-blocking (ncclConfig_t.blocking = 0): every NCCL
- * call is followed by a poll of ncclCommGetAsyncError bounded by the comm's
- * timeout, so a dead peer gives MOEP_ERR_TIMEOUT and ncclCommAbort, never a
- * hang. progress() reports NCCL's asynchronous errors; cancel() (any request,
- * or NULL) aborts the communicator, after which every op fails.
- * Tagged host messages (isend/irecv) are not offered: MOEP_ERR_UNSUPPORTED.
+ * Two communicators, because NCCL makes every group of a non-blocking
+ * communicator run on a freshly spawned host thread (ncclGroupEnd returns
+ * ncclInProgress and the caller must poll until the launch is done): tens of
+ * microseconds per group, more than a decode-sized all-to-all takes.
+ *  - the gate (non-blocking) is created first: its init is polled with
+ *    ncclCommGetAsyncError until the comm's timeout, so a rank that fails or
+ *    dies during init gives MOEP_ERR_TIMEOUT / its error and ncclCommAbort,
+ *    never a hang. It is aborted (locally) once the data comm is up.
+ *  - the data communicator (blocking) is created right after, when the gate
+ *    has shown every rank alive, and a warm-up exchange with every peer
+ *    (polled to the same deadline) connects its p2p channels. From then on
+ *    a group only enqueues kernels: ncclGroupEnd returns without waiting
+ *    for peers and alltoallv launches and returns, no polling. NCCL's
+ *    asynchronous errors are read once per call (no spin) and by progress(),
+ *    which the comm calls while it waits for GPU events with a deadline: a
+ *    peer that dies mid-transfer stalls the stream, the wait times out and
+ *    cancel() aborts the communicator (ncclCommAbort), after which every op
+ *    fails. (A blocking init could still hang if a rank died in the short
+ *    window between the gate and the data init.)
+ * alltoallv inside group(1) / group(0) adds its sends and receives to the
+ * open group (no nested ncclGroupStart). Tagged host messages (isend/irecv)
+ * are not offered: MOEP_ERR_UNSUPPORTED.
  */
 #include <cuda_runtime.h>
 #include <nccl.h>
@@ -20,9 +36,12 @@
 #include "transport_util.h"
 
 typedef struct nccl_ctx {
-    ncclComm_t comm;
+    ncclComm_t comm; /* data: blocking */
+    ncclComm_t gate; /* init only: non-blocking; NULL once the data comm is up */
     int32_t rank, world_size, device, timeout_ms;
     int aborted;
+    int group_depth;   /* open group(1) calls: alltoallv joins that group */
+    int abort_pending; /* an op failed inside the open group: abort at group(0) */
 } nccl_ctx_t;
 
 /* The one translation of NCCL results (STYLE: one static function per backend). */
@@ -37,29 +56,49 @@ static moep_status_t nccl_status(ncclResult_t r, const char *fn, const char *wha
     return moep__fail(s, "%s: %s: %s (%s)", fn, what, ncclGetErrorString(r), ncclGetLastError(NULL));
 }
 
+static void abort_one(ncclComm_t *comm) {
+    if (*comm != NULL) ncclCommAbort(*comm);
+    *comm = NULL;
+}
+
 static moep_status_t abort_comm(nccl_ctx_t *c) {
-    if (!c->aborted && c->comm != NULL) ncclCommAbort(c->comm);
+    if (!c->aborted) {
+        abort_one(&c->comm);
+        abort_one(&c->gate);
+    }
     c->aborted = 1;
     return MOEP_OK;
 }
 
-/* Wait until the last non-blocking NCCL call has finished, or the deadline. */
-static moep_status_t wait_ready(nccl_ctx_t *c, const char *fn, const char *what) {
-    double deadline = moep__now_ms() + c->timeout_ms;
+static moep_status_t timed_out(nccl_ctx_t *c, const char *fn, const char *what) {
+    abort_comm(c);
+    return moep__fail(MOEP_ERR_TIMEOUT, "%s: %s timed out after %d ms (a peer is dead or stalled); "
+                      "communicator aborted", fn, what, (int)c->timeout_ms);
+}
+
+/* NCCL's asynchronous state of `comm`, read once: MOEP_OK when there is no
+ * error (*busy: a non-blocking call is still running); else the error, and
+ * the communicators are aborted. */
+static moep_status_t async_state(nccl_ctx_t *c, ncclComm_t comm, const char *fn, const char *what,
+                                 int *busy) {
+    ncclResult_t state = ncclSuccess;
+    ncclResult_t r = ncclCommGetAsyncError(comm, &state);
+    if (r == ncclSuccess) r = state;
+    if (busy != NULL) *busy = r == ncclInProgress;
+    moep_status_t st = nccl_status(r, fn, what);
+    if (st != MOEP_OK) abort_comm(c);
+    return st;
+}
+
+/* Wait until the last non-blocking call on `comm` has finished, or the
+ * deadline (then the communicators are aborted). */
+static moep_status_t wait_ready(nccl_ctx_t *c, ncclComm_t comm, double deadline, const char *fn,
+                                const char *what) {
     for (;;) {
-        ncclResult_t state = ncclSuccess;
-        ncclResult_t r = ncclCommGetAsyncError(c->comm, &state);
-        if (r != ncclSuccess) return nccl_status(r, fn, what);
-        if (state != ncclInProgress) {
-            moep_status_t st = nccl_status(state, fn, what);
-            if (st != MOEP_OK) abort_comm(c);
-            return st;
-        }
-        if (moep__now_ms() > deadline) {
-            abort_comm(c);
-            return moep__fail(MOEP_ERR_TIMEOUT, "%s: %s timed out after %d ms (a peer is dead or "
-                              "stalled); communicator aborted", fn, what, (int)c->timeout_ms);
-        }
+        int busy = 0;
+        MOEP_TRY(async_state(c, comm, fn, what, &busy));
+        if (!busy) return MOEP_OK;
+        if (moep__now_ms() > deadline) return timed_out(c, fn, what);
     }
 }
 
@@ -79,7 +118,7 @@ static moep_status_t nccl_probe(char *why, size_t why_len) {
 typedef struct nccl_card {
     int32_t status;
     int32_t device;
-    ncclUniqueId id; /* rank 0's is used */
+    ncclUniqueId gate_id, data_id; /* rank 0's are used */
 } nccl_card_t;
 
 static moep_status_t local_setup(const moep_transport_init_args_t *args, const char *fn) {
@@ -94,6 +133,87 @@ static moep_status_t local_setup(const moep_transport_init_args_t *args, const c
     return MOEP_OK;
 }
 
+static moep_status_t nccl_alltoallv(void *tctx, const void *send_buf, const size_t *send_bytes,
+                                    const size_t *send_off, void *recv_buf, const size_t *recv_bytes,
+                                    const size_t *recv_off, moep_stream_t stream);
+
+/* Wait for `ev` on the GPU, reading the data comm's errors, until the deadline. */
+static moep_status_t wait_event(nccl_ctx_t *c, cudaEvent_t ev, double deadline, const char *fn,
+                                const char *what) {
+    for (;;) {
+        cudaError_t e = cudaEventQuery(ev);
+        if (e == cudaSuccess) return MOEP_OK;
+        if (e != cudaErrorNotReady) {
+            abort_comm(c);
+            return moep__fail(MOEP_ERR_CUDA, "%s: %s: %s", fn, what, cudaGetErrorString(e));
+        }
+        MOEP_TRY(async_state(c, c->comm, fn, what, NULL));
+        if (moep__now_ms() > deadline) return timed_out(c, fn, what);
+    }
+}
+
+/* One byte to and from every peer on the data comm, waited for until the
+ * deadline: connects its p2p channels while every rank is in init (not in
+ * the first dispatch, where a blocking comm would wait for the peer on the
+ * host). */
+static moep_status_t warm_up(nccl_ctx_t *c, double deadline, const char *fn) {
+    int32_t R = c->world_size;
+    uint8_t *buf = NULL;
+    cudaStream_t s = NULL;
+    cudaEvent_t done = NULL;
+    size_t *v = calloc((size_t)R * 4, sizeof(size_t));
+    if (v == NULL) return moep__fail(MOEP_ERR_NO_MEMORY, "%s: out of memory", fn);
+    for (int32_t r = 0; r < R; r++) {
+        v[r] = v[2 * R + r] = r != c->rank; /* bytes to / from r */
+        v[R + r] = v[3 * R + r] = (size_t)r; /* offsets */
+    }
+    cudaError_t e = cudaMalloc((void **)&buf, (size_t)R * 2);
+    if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+    if (e == cudaSuccess) e = cudaEventCreateWithFlags(&done, cudaEventDisableTiming);
+    moep_status_t st = MOEP_OK;
+    if (e != cudaSuccess) {
+        abort_comm(c);
+        st = moep__fail(MOEP_ERR_CUDA, "%s: warm-up buffers: %s", fn, cudaGetErrorString(e));
+    }
+    if (st == MOEP_OK) st = nccl_alltoallv(c, buf, v, v + R, buf + R, v + 2 * R, v + 3 * R, s);
+    if (st == MOEP_OK) {
+        e = cudaEventRecord(done, s);
+        st = e == cudaSuccess ? wait_event(c, done, deadline, fn, "the warm-up exchange")
+                              : moep__fail(MOEP_ERR_CUDA, "%s: cudaEventRecord: %s", fn,
+                                           cudaGetErrorString(e));
+    }
+    if (done != NULL) cudaEventDestroy(done);
+    if (s != NULL) cudaStreamDestroy(s);
+    if (buf != NULL) cudaFree(buf);
+    free(v);
+    return st;
+}
+
+/* The gate (non-blocking, init polled to the deadline), then the data
+ * comm (blocking) and its warm-up; the gate is aborted when done. */
+static moep_status_t make_comms(nccl_ctx_t *c, const nccl_card_t *root, const char *fn) {
+    double deadline = moep__now_ms() + c->timeout_ms;
+    ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
+    cfg.blocking = 0;
+    ncclResult_t r = ncclCommInitRankConfig(&c->gate, c->world_size, root->gate_id, c->rank, &cfg);
+    moep_status_t st = nccl_status(r, fn, "ncclCommInitRankConfig (gate)");
+    if (st == MOEP_OK) st = wait_ready(c, c->gate, deadline, fn, "ncclCommInitRankConfig (gate)");
+    if (st == MOEP_OK) {
+        ncclConfig_t data_cfg = NCCL_CONFIG_INITIALIZER;
+        data_cfg.blocking = 1;
+        r = ncclCommInitRankConfig(&c->comm, c->world_size, root->data_id, c->rank, &data_cfg);
+        st = nccl_status(r, fn, "ncclCommInitRankConfig");
+    }
+    if (st == MOEP_OK) st = wait_ready(c, c->comm, deadline, fn, "ncclCommInitRankConfig");
+    if (st == MOEP_OK) st = warm_up(c, deadline, fn);
+    if (st != MOEP_OK) {
+        abort_comm(c);
+        return st;
+    }
+    abort_one(&c->gate); /* every rank is past its gate init: it is in the warm-up */
+    return MOEP_OK;
+}
+
 static moep_status_t nccl_init(const moep_transport_init_args_t *args, void **tctx_p) {
     static const char *fn = "nccl init";
     MOEP_TRY(moep__init_args_check(fn, args, tctx_p, INT32_MAX));
@@ -104,7 +224,9 @@ static moep_status_t nccl_init(const moep_transport_init_args_t *args, void **tc
     mine.status = local_setup(args, fn);
     mine.device = args->device_id;
     if (mine.status == MOEP_OK && args->rank == 0)
-        mine.status = nccl_status(ncclGetUniqueId(&mine.id), fn, "ncclGetUniqueId");
+        mine.status = nccl_status(ncclGetUniqueId(&mine.gate_id), fn, "ncclGetUniqueId");
+    if (mine.status == MOEP_OK && args->rank == 0)
+        mine.status = nccl_status(ncclGetUniqueId(&mine.data_id), fn, "ncclGetUniqueId");
     nccl_card_t *cards = calloc((size_t)R, sizeof *cards);
     nccl_ctx_t *c = calloc(1, sizeof *c);
     if (cards == NULL || c == NULL) mine.status = MOEP_ERR_NO_MEMORY;
@@ -128,12 +250,7 @@ static moep_status_t nccl_init(const moep_transport_init_args_t *args, void **tc
         c->world_size = R;
         c->device = args->device_id;
         c->timeout_ms = args->timeout_ms > 0 ? args->timeout_ms : moep__timeout_ms(0);
-        ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
-        cfg.blocking = 0;
-        ncclResult_t r = ncclCommInitRankConfig(&c->comm, R, cards[0].id, args->rank, &cfg);
-        st = nccl_status(r, fn, "ncclCommInitRankConfig");
-        if (st == MOEP_OK) st = wait_ready(c, fn, "ncclCommInitRankConfig");
-        else if (c->comm != NULL) abort_comm(c);
+        st = make_comms(c, &cards[0], fn);
     }
     free(cards);
     if (st != MOEP_OK) {
@@ -210,14 +327,19 @@ static moep_status_t nccl_progress(void *tctx) {
     nccl_ctx_t *c = tctx;
     MOEP_CHECK_ARG("nccl progress", c);
     if (c->aborted) return moep__fail(MOEP_ERR_INVALID_USAGE, "nccl: communicator was aborted");
-    ncclResult_t state = ncclSuccess;
-    ncclResult_t r = ncclCommGetAsyncError(c->comm, &state);
-    if (r == ncclSuccess) r = state;
-    moep_status_t st = nccl_status(r, "nccl", "asynchronous error");
-    if (st != MOEP_OK) abort_comm(c);
+    return async_state(c, c->comm, "nccl", "asynchronous error", NULL);
+}
+
+/* A failed NCCL call: abort now, or at group(0) when a group is open (the
+ * group still holds the communicator). */
+static moep_status_t op_failed(nccl_ctx_t *c, moep_status_t st) {
+    if (c->group_depth > 0) c->abort_pending = 1;
+    else abort_comm(c);
     return st;
 }
 
+/* Launch and return: a blocking comm's ncclGroupEnd only enqueues. The
+ * async errors are read once, before a group of our own opens. */
 static moep_status_t nccl_alltoallv(void *tctx, const void *send_buf, const size_t *send_bytes,
                                     const size_t *send_off, void *recv_buf, const size_t *recv_bytes,
                                     const size_t *recv_off, moep_stream_t stream) {
@@ -225,9 +347,11 @@ static moep_status_t nccl_alltoallv(void *tctx, const void *send_buf, const size
     nccl_ctx_t *c = tctx;
     MOEP_CHECK_ARG(fn, c);
     if (c->aborted) return moep__fail(MOEP_ERR_INVALID_USAGE, "%s: communicator was aborted", fn);
+    int own = c->group_depth == 0; /* else the ops join the caller's open group */
+    if (own) MOEP_TRY(async_state(c, c->comm, fn, "asynchronous error", NULL));
     int32_t R = c->world_size, me = c->rank;
     cudaStream_t s = (cudaStream_t)stream;
-    ncclResult_t r = ncclGroupStart();
+    ncclResult_t r = own ? ncclGroupStart() : ncclSuccess;
     /* staggered peer order spreads the load, as the host path does */
     for (int32_t i = 0; i < R && (r == ncclSuccess || r == ncclInProgress); i++) {
         int32_t to = (me + i) % R, from = (me + R - i) % R;
@@ -238,28 +362,39 @@ static moep_status_t nccl_alltoallv(void *tctx, const void *send_buf, const size
             r = ncclRecv((uint8_t *)recv_buf + recv_off[from], recv_bytes[from], ncclUint8, from,
                          c->comm, s);
     }
-    ncclResult_t g = ncclGroupEnd();
+    ncclResult_t g = own ? ncclGroupEnd() : ncclSuccess;
     if (r == ncclSuccess || r == ncclInProgress) r = g;
     moep_status_t st = nccl_status(r, fn, "ncclSend/ncclRecv");
-    if (st != MOEP_OK) {
-        abort_comm(c);
-        return st;
-    }
-    return r == ncclInProgress ? wait_ready(c, fn, "ncclGroupEnd") : MOEP_OK;
+    if (st != MOEP_OK) return op_failed(c, st);
+    if (r != ncclInProgress) return MOEP_OK;
+    return wait_ready(c, c->comm, moep__now_ms() + c->timeout_ms, fn, "ncclGroupEnd");
 }
 
 static moep_status_t nccl_group(void *tctx, int begin) {
     static const char *fn = "nccl group";
     nccl_ctx_t *c = tctx;
     MOEP_CHECK_ARG(fn, c);
-    if (c->aborted) return moep__fail(MOEP_ERR_INVALID_USAGE, "%s: communicator was aborted", fn);
-    ncclResult_t r = begin ? ncclGroupStart() : ncclGroupEnd();
-    moep_status_t st = nccl_status(r, fn, begin ? "ncclGroupStart" : "ncclGroupEnd");
-    if (st != MOEP_OK) {
-        abort_comm(c);
-        return st;
+    if (begin) {
+        if (c->aborted) return moep__fail(MOEP_ERR_INVALID_USAGE, "%s: communicator was aborted", fn);
+        MOEP_TRY(async_state(c, c->comm, fn, "asynchronous error", NULL));
+        MOEP_TRY(nccl_status(ncclGroupStart(), fn, "ncclGroupStart"));
+        c->group_depth++;
+        return MOEP_OK;
     }
-    return r == ncclInProgress ? wait_ready(c, fn, "ncclGroupEnd") : MOEP_OK;
+    if (c->group_depth == 0)
+        return moep__fail(MOEP_ERR_INVALID_USAGE, "%s: group end without a group begin", fn);
+    c->group_depth--;
+    /* closed even after a failed op: NCCL's group state is per thread */
+    ncclResult_t r = ncclGroupEnd();
+    moep_status_t st = nccl_status(r, fn, "ncclGroupEnd");
+    if (st == MOEP_OK && c->abort_pending)
+        st = moep__fail(MOEP_ERR_INVALID_USAGE, "%s: an op of this group failed; communicator aborted", fn);
+    if (st != MOEP_OK) {
+        c->abort_pending = 0;
+        return op_failed(c, st);
+    }
+    if (r != ncclInProgress) return MOEP_OK;
+    return wait_ready(c, c->comm, moep__now_ms() + c->timeout_ms, fn, "ncclGroupEnd");
 }
 
 const moep_transport_t moep__transport_nccl = {

@@ -77,8 +77,7 @@ moep_status_t moep__gpu_alltoallv_rows(moep_comm_t *c, const char *fn, const voi
                                        void *recv, const int64_t *recv_count,
                                        const int64_t *recv_off, size_t row_bytes, uint64_t *wire_p) {
     int32_t R = c->world_size;
-    size_t *v = calloc((size_t)R * 4, sizeof(size_t));
-    if (v == NULL) return moep__comm_fail(c, MOEP_ERR_NO_MEMORY, "%s: out of memory", fn);
+    size_t *v = c->gpu->a2a_bytes;
     size_t *sb = v, *so = v + R, *rb = v + 2 * R, *ro = v + 3 * R;
     for (int32_t r = 0; r < R; r++) {
         sb[r] = (size_t)send_count[r] * row_bytes;
@@ -90,7 +89,6 @@ moep_status_t moep__gpu_alltoallv_rows(moep_comm_t *c, const char *fn, const voi
     sb[c->rank] = rb[c->rank] = 0; /* the caller writes its own block in place */
     moep_stream_t s = c->gpu->stream;
     moep_status_t st = c->vt->alltoallv(c->tctx, send, sb, so, recv, rb, ro, s);
-    free(v);
     if (st != MOEP_OK) {
         c->broken = true;
         return moep__comm_fail(c, st, "%s (rank %d): %s", fn, c->rank, moep_last_error());
@@ -106,6 +104,15 @@ moep_status_t moep__gpu_group(moep_comm_t *c, const char *fn, int begin) {
         return moep__comm_fail(c, st, "%s (rank %d): %s", fn, c->rank, moep_last_error());
     }
     return MOEP_OK;
+}
+
+moep_status_t moep__gpu_group_end(moep_comm_t *c, const char *fn, moep_status_t st) {
+    if (st == MOEP_OK) return moep__gpu_group(c, fn, 0);
+    if (!MOEP_HAS_OP(c->vt, group)) return st;
+    char first[sizeof c->last_error];
+    memcpy(first, c->last_error, sizeof first);
+    (void)c->vt->group(c->tctx, 0); /* its own failure would hide the first one */
+    return moep__comm_fail(c, st, "%s", first);
 }
 
 moep_status_t moep__gpu_fork(moep_comm_t *c, const char *fn) {
@@ -133,6 +140,9 @@ moep_status_t moep__gpu_comm_init(moep_comm_t *c) {
     MOEP_TRY(moep__cuda_check(c, fn, cudaSetDevice(c->device_id), "cudaSetDevice"));
     c->gpu = moep__calloc(fn, 1, sizeof *c->gpu);
     if (c->gpu == NULL) return MOEP_ERR_NO_MEMORY;
+    c->gpu->a2a_bytes = moep__calloc(fn, (size_t)c->world_size * 4, sizeof(size_t));
+    c->gpu->row_tmp = moep__calloc(fn, (size_t)c->world_size * 7, sizeof(int64_t));
+    if (c->gpu->a2a_bytes == NULL || c->gpu->row_tmp == NULL) return MOEP_ERR_NO_MEMORY;
     size_t bytes = (size_t)c->num_experts * sizeof(int32_t);
     moep_status_t st =
         moep__cuda_check(c, fn, cudaMalloc((void **)&c->gpu->expert_rank, bytes), "cudaMalloc");
@@ -171,6 +181,8 @@ void moep__gpu_comm_free(moep_comm_t *c) {
     if (c->gpu->side != NULL) cudaStreamDestroy(c->gpu->side);
     if (c->gpu->fork != NULL) cudaEventDestroy(c->gpu->fork);
     if (c->gpu->join != NULL) cudaEventDestroy(c->gpu->join);
+    free(c->gpu->a2a_bytes);
+    free(c->gpu->row_tmp);
     free(c->gpu);
     c->gpu = NULL;
 }

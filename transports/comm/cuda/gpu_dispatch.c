@@ -95,8 +95,7 @@ static moep_status_t reserve_fresh(moep_comm_t *c, moep_handle_t *h, staging_t *
         MOEP_TRY(moep__cuda_check(c, FN, cudaEventCreateWithFlags(&g->counts_ready,
                                                                   cudaEventDisableTiming),
                                   "cudaEventCreate"));
-    free(g->rank_offset);
-    g->rank_offset = moep__calloc(FN, (size_t)R + 1, sizeof(int64_t));
+    if (g->rank_offset == NULL) g->rank_offset = moep__calloc(FN, (size_t)R + 1, sizeof(int64_t));
     if (g->rank_offset == NULL) return MOEP_ERR_NO_MEMORY;
     for (int32_t r = 0; r <= R; r++) g->rank_offset[r] = r * g->blk;
     if (cap > 0) MOEP_TRY(moep__gpu_round_reserve(c, h, cap, row));
@@ -127,21 +126,17 @@ static moep_status_t pack_self_round(moep_comm_t *c, moep_handle_t *h, const moe
 static moep_status_t first_group(moep_comm_t *c, moep_handle_t *h, int64_t cap) {
     struct moep__gpu_handle *g = h->gpu;
     int32_t R = c->world_size;
-    int64_t *one = calloc((size_t)R * 2, sizeof(int64_t));
-    if (one == NULL) return moep__comm_fail(c, MOEP_ERR_NO_MEMORY, "%s: out of memory", FN);
+    int64_t *one = c->gpu->row_tmp + (size_t)R * 5; /* [5R, 7R): not the round's */
     for (int32_t r = 0; r < R; r++) {
         one[r] = 1;
         one[R + r] = r;
     }
     h->dispatch_wire_bytes = 0;
-    moep_status_t st = moep__gpu_group(c, FN, 1);
-    if (st == MOEP_OK)
-        st = moep__gpu_alltoallv_rows(c, FN, g->send_hdr.p, one, one + R, g->recv_hdr.p, one,
-                                      one + R, g->msg_bytes, NULL);
-    free(one);
+    MOEP_TRY(moep__gpu_group(c, FN, 1));
+    moep_status_t st = moep__gpu_alltoallv_rows(c, FN, g->send_hdr.p, one, one + R, g->recv_hdr.p,
+                                                one, one + R, g->msg_bytes, NULL);
     if (st == MOEP_OK && cap > 0) st = moep__gpu_round_transfer(c, h, cap, (size_t)h->hidden * esize(h->dtype));
-    moep_status_t end = st == MOEP_OK ? moep__gpu_group(c, FN, 0) : st;
-    return st != MOEP_OK ? st : end;
+    return moep__gpu_group_end(c, FN, st);
 }
 
 /* Layout, count messages, pack, the first group, the copy home of the
@@ -295,8 +290,7 @@ static moep_status_t exchange_rows(moep_comm_t *c, moep_handle_t *h, bool fresh)
         st = moep__gpu_alltoallv_rows(c, FN, g->send_meta.p, h->send_count, g->rank_offset,
                                       g->recv_meta.p, h->recv_count, h->recv_offset,
                                       8 * (size_t)h->top_k, &h->dispatch_wire_bytes);
-    moep_status_t end = moep__gpu_group(c, FN, 0);
-    return st != MOEP_OK ? st : end;
+    return moep__gpu_group_end(c, FN, st);
 }
 
 /* Fresh dispatch after the counts: our own rows packed on the side stream
@@ -323,8 +317,6 @@ static moep_status_t expert_layout(moep_comm_t *c, moep_handle_t *h, const stagi
     if (!err) err = moep__cuda_unpack_meta(g->recv_meta.p, &n, k, c->num_experts,
                                            c->gpu->global_to_local, g->recv_offset.p, R, 0,
                                            g->local_idx.p, g->weight.p, g->src.p, s);
-    if (!err && h->num_expert_rows > 0)
-        err = cudaMemsetAsync(g->row_src.p, 0xff, (size_t)h->num_expert_rows * 4, s);
     if (!err) err = moep__cuda_expert_rows(g->local_idx.p, &n, k, L, g->expert_offset.p,
                                            h->num_expert_rows, g->slot_row.p, g->row_src.p, s);
     return moep__cuda_check(c, FN, err, "expert layout kernels");

@@ -21,6 +21,10 @@ struct moep__gpu_comm {
      * same on every rank (the largest T of the last fresh dispatch, see
      * moep__gpu_next_cap); 0 = a count round, then the payload */
     int64_t cap_rows;
+    /* host scratch, sized once for R ranks: no allocation per call */
+    size_t *a2a_bytes; /* [4R] moep__gpu_alltoallv_rows' byte counts / offsets */
+    int64_t *row_tmp;  /* [7R] row counts / offsets: [0, 5R) the one-round
+                        * transfer, [5R, 7R) the count messages */
 };
 
 /* A device buffer that only grows. */
@@ -72,6 +76,10 @@ moep_status_t moep__gpu_alltoallv_rows(moep_comm_t *c, const char *fn, const voi
 /* Begin (1) / end (0) a group of alltoallv calls launched together (a
  * no-op for transports without the group op). */
 moep_status_t moep__gpu_group(moep_comm_t *c, const char *fn, int begin);
+/* End the group begun by moep__gpu_group(1) after its ops returned st:
+ * closed in every case (NCCL's group state is per thread); when st failed,
+ * st and its message are returned. */
+moep_status_t moep__gpu_group_end(moep_comm_t *c, const char *fn, moep_status_t st);
 /* The side stream waits for the work enqueued so far on the comm's stream
  * (fork); the comm's stream waits for the side stream's work (join). */
 moep_status_t moep__gpu_fork(moep_comm_t *c, const char *fn);

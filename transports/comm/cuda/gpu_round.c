@@ -54,8 +54,7 @@ moep_status_t moep__gpu_round_transfer(moep_comm_t *c, moep_handle_t *h, int64_t
     struct moep__gpu_handle *g = h->gpu;
     int32_t R = c->world_size;
     size_t meta_row = 8 * (size_t)h->top_k;
-    int64_t *v = moep__calloc(FN, (size_t)R * 5, sizeof(int64_t));
-    if (v == NULL) return MOEP_ERR_NO_MEMORY;
+    int64_t *v = c->gpu->row_tmp; /* [0, 5R) */
     int64_t *cnt = v, *send_off = v + R, *pad_off = v + 2 * R, *first = v + 3 * R, *rest = v + 4 * R;
     for (int32_t r = 0; r < R; r++) {
         cnt[r] = cap;
@@ -74,7 +73,6 @@ moep_status_t moep__gpu_round_transfer(moep_comm_t *c, moep_handle_t *h, int64_t
     if (st == MOEP_OK)
         st = moep__gpu_alltoallv_rows(c, FN, g->send_x.p, cnt, send_off, g->recv_pad.p, rest, pad_off,
                                       row, NULL);
-    free(v);
     return st;
 }
 
@@ -90,8 +88,6 @@ moep_status_t moep__gpu_round_finish(moep_comm_t *c, moep_handle_t *h, int64_t c
     if (!err) err = moep__cuda_compact_rows(g->recv_pad.p, row, cap, R, recv_offset, g->recv_x.p, s);
     if (!err) err = moep__cuda_unpack_meta(g->recv_meta.p, &n, k, c->num_experts, c->gpu->global_to_local,
                                            recv_offset, R, cap, g->local_idx.p, g->weight.p, g->src.p, s);
-    if (!err && rows_cap > 0)
-        err = cudaMemsetAsync(g->row_src.p, 0xff, (size_t)rows_cap * 4, (cudaStream_t)s);
     if (!err) err = moep__cuda_expert_rows(g->local_idx.p, &n, k, L, g->expert_offset.p, rows_cap,
                                            g->slot_row.p, g->row_src.p, s);
     return moep__cuda_check(c, FN, err, "one-round dispatch kernels");
