@@ -5,12 +5,13 @@
  *            -> weight bytes read per second.
  * Random (non-zero) data generated on the GPU; median of timed calls after
  * warm-up, CUDA events. Prints "RESULT name value unit" lines.
- *   gpu_ffn_bench [iters]
+ *   gpu_ffn_bench [iters] [decode]   ("decode": skip the prefill part)
  */
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <algorithm>
 #include <vector>
@@ -128,9 +129,10 @@ static void must(moep_status_t s, const char *what) {
 
 int main(int argc, char **argv) {
     const int iters = argc > 1 ? atoi(argv[1]) : 20;
+    const int decode_only = argc > 2 && strcmp(argv[2], "decode") == 0;
     const int E = 8, H = 7168, I = 2048;
     /* prefill */
-    {
+    if (!decode_only) {
         const int64_t T = 4096, N = E * T;
         size_t wb;
         moep_expert_weights_t w = make_weights(MOEP_WEIGHTS_FP8_E4M3, E, H, I, &wb);

@@ -39,7 +39,7 @@ static moep_status_t run(const char *fn, const moep_expert_weights_t *w, const m
     const int quant_x = fp8 && x->dtype == MOEP_DTYPE_BF16;
     const size_t b_xq = quant_x ? align256((size_t)n * H) : 0;
     const size_t b_xs = quant_x ? align256((size_t)n * nbh * 4) : 0;
-    const size_t b_h = fp8 ? align256((size_t)n * I) : align256((size_t)n * I * 2);
+    const size_t b_h = fp8 ? align256((size_t)n * I) : align256(moep__fp4_workspace(w, n));
     const size_t b_hs = fp8 ? align256((size_t)n * nbi * 4) : 0;
     char *ws = NULL;
     cudaError_t e = cudaMallocAsync((void **)&ws, b_tiles + b_xq + b_xs + b_h + b_hs, s);
@@ -70,7 +70,7 @@ static moep_status_t run(const char *fn, const moep_expert_weights_t *w, const m
         }
     } else if (e == cudaSuccess) {
         stage = "FP4 kernels";
-        e = moep__fp4_ffn(w, x->data, x_scales ? (const float *)x_scales->data : NULL, tiles,
+        e = moep__fp4_ffn(w, x->data, x_scales ? (const float *)x_scales->data : NULL, n, tiles,
                           max_tiles, h, y->data, s);
     }
     cudaError_t ef = cudaFreeAsync(ws, s);
