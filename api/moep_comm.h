@@ -64,6 +64,12 @@ MOEP_API moep_status_t moep_tcp_bootstrap_params_init(moep_tcp_bootstrap_params_
 MOEP_API moep_status_t moep_bootstrap_tcp_create(const moep_tcp_bootstrap_params_t *p,
                                                  moep_bootstrap_t **bs_p);
 
+/* A TCP port on 127.0.0.1 that is free right now, for launching ranks on
+ * one machine (MOEP_ADDR=127.0.0.1:port): the kernel picks it, moep closes
+ * it again, so another process may take it before rank 0 binds it.
+ * Errors: MOEP_ERR_INVALID_ARG (NULL), MOEP_ERR_SYSTEM (socket errors). */
+MOEP_API moep_status_t moep_tcp_free_loopback_port(int32_t *port_p);
+
 /* MPI bootstrap over `mpi_comm` (a pointer to an MPI_Comm; NULL = MPI_COMM_WORLD).
  * MPI must be initialised by the caller. MOEP_ERR_UNSUPPORTED if built without MPI. */
 MOEP_API moep_status_t moep_bootstrap_mpi_create(void *mpi_comm, moep_bootstrap_t **bs_p);

@@ -208,18 +208,6 @@ static void run_rank(const opts_t *op, const moep_bootstrap_t *bs, rank_out_t *o
     o->ok = 1;
 }
 
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0) close(fd);
-    return port;
-}
-
 int main(int argc, char **argv) {
     opts_t op = {2, 4096, 7168, 256, 8, 20, 5};
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -237,8 +225,9 @@ int main(int argc, char **argv) {
         }
     }
     setenv("NCCL_NVLS_ENABLE", "0", 1);
-    int port = free_port(), fds[2];
-    if (port < 0 || pipe(fds) != 0) return 1;
+    int32_t port = -1;
+    int fds[2];
+    if (moep_tcp_free_loopback_port(&port) != MOEP_OK || pipe(fds) != 0) return 1;
     for (int r = 0; r < op.ranks; r++) {
         if (fork() == 0) {
             close(fds[0]);

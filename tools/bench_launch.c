@@ -54,18 +54,6 @@ static int run_threads(const bench_options_t *o, bench_result_t *res) {
     return 0;
 }
 
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0) close(fd);
-    return port;
-}
-
 static void child_rank(const bench_options_t *o, int32_t rank, int port, int out_fd) {
     bench_result_t r;
     memset(&r, 0, sizeof r);
@@ -91,9 +79,9 @@ static void child_rank(const bench_options_t *o, int32_t rank, int port, int out
 }
 
 static int run_processes(const bench_options_t *o, bench_result_t *res) {
-    int port = free_port();
+    int32_t port = -1;
     int fds[2];
-    if (port < 0 || pipe(fds) != 0) {
+    if (moep_tcp_free_loopback_port(&port) != MOEP_OK || pipe(fds) != 0) {
         fprintf(stderr, "moep bench: cannot set up the launch (%s)\n", strerror(errno));
         return 1;
     }

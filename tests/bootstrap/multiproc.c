@@ -57,17 +57,8 @@ void mp_run(int n, mp_rank_fn fn, void *arg, int limit_ms, int *codes) {
 }
 
 int mp_free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-        if (fd >= 0) close(fd);
-        return -1;
-    }
-    close(fd);
-    return ntohs(a.sin_port);
+    int32_t port = -1;
+    return moep_tcp_free_loopback_port(&port) == MOEP_OK ? port : -1;
 }
 
 int mp_code(moep_status_t st) { return st == MOEP_OK ? 0 : -(int)st; }

@@ -76,6 +76,10 @@ START_TEST(comm_create_errors) {
     p.transport = NULL;
     ck_assert_status(moep_comm_create(&p, &broken, &c), MOEP_ERR_INVALID_ARG);
     moep_comm_destroy(NULL); /* no-op */
+    int32_t port = -1;
+    ck_assert_status(moep_tcp_free_loopback_port(NULL), MOEP_ERR_INVALID_ARG);
+    ck_assert_ok(moep_tcp_free_loopback_port(&port));
+    ck_assert_int_gt(port, 0);
     ck_assert_int_eq(moep_comm_rank(NULL), -1);
     ck_assert_str_eq(moep_comm_last_error(NULL), "");
 }

@@ -103,18 +103,6 @@ static int run_threads(const harness_config_t *cfg, int world, rank_fn fn, void 
 
 /* ---- processes ---- */
 
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof a;
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &sl) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0) close(fd);
-    return port;
-}
-
 typedef struct child_report {
     int rank, rc;
     char err[512];
@@ -146,8 +134,9 @@ static void child_main(const harness_config_t *cfg, int rank, int world, int por
 
 static int run_processes(const harness_config_t *cfg, int world, rank_fn fn, void *arg,
                          int timeout_s, char *report, size_t len) {
-    int port = free_port(), fds[2];
-    if (port < 0 || pipe(fds) != 0) return -1;
+    int32_t port = -1;
+    int fds[2];
+    if (moep_tcp_free_loopback_port(&port) != MOEP_OK || pipe(fds) != 0) return -1;
     pid_t *pids = calloc((size_t)world, sizeof *pids);
     int *done = calloc((size_t)world, sizeof *done);
     child_report_t *reps = calloc((size_t)world, sizeof *reps);
