@@ -33,6 +33,16 @@ static moep_status_t check_inputs(const moep_handle_t *h, const moep_combine_par
     return MOEP_OK;
 }
 
+/* Where received token i's partial goes: the send buffer (grouped by home
+ * rank), or for this rank's own tokens straight into the receive slot. */
+static uint8_t *partial_row(const moep_handle_t *h, int64_t i, size_t row_bytes) {
+    int32_t me = h->comm->rank;
+    if (i >= h->recv_offset[me] && i < h->recv_offset[me + 1])
+        return (uint8_t *)h->recv_buf +
+               (size_t)(h->layout->rank_offset[me] + (i - h->recv_offset[me])) * row_bytes;
+    return (uint8_t *)h->send_buf + (size_t)i * row_bytes;
+}
+
 /* Partial sums of received tokens, in receive order (grouped by home rank). */
 static void reduce_local(const moep_handle_t *h, const moep_tensor_t *y, size_t row_bytes) {
     int32_t H = h->hidden, k = h->top_k;
@@ -56,7 +66,7 @@ static void reduce_local(const moep_handle_t *h, const moep_tensor_t *y, size_t 
                 first = false;
             }
             if (first) memset(acc, 0, (size_t)H * sizeof(float)); /* no local expert: cannot happen */
-            moep__row_from_f32(acc, H, yt, (uint8_t *)h->send_buf + (size_t)i * row_bytes);
+            moep__row_from_f32(acc, H, yt, partial_row(h, i, row_bytes));
         }
     }
 }
@@ -132,6 +142,7 @@ moep_status_t moep_combine(moep_comm_t *c, const moep_combine_params_t *params, 
             roff[r] = (size_t)h->layout->rank_offset[r] * row_bytes;
             rlen[r] = (size_t)h->send_count[r] * row_bytes;
         }
+        slen[c->rank] = rlen[c->rank] = 0; /* own partials were written in place */
         moep_a2a_part_t part = {moep__tag(c->seq, MOEP_TAG_COMBINE), h->send_buf, soff, slen,
                                 h->recv_buf, roff, rlen};
         st = moep__alltoallv(c, FN, &part, 1, &h->combine_wire_bytes);

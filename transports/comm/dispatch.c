@@ -166,6 +166,21 @@ static int32_t unpack_id(const uint8_t *meta, int32_t j, size_t id_bytes) {
     return v;
 }
 
+/* Where slot s's row goes: the send buffer, or, for this rank's own slots,
+ * straight to where it is received (no second copy). x rows only when the
+ * wire is x's dtype (an FP8 wire decodes every row, own rows included). */
+static uint8_t *slot_row(const moep_handle_t *h, int64_t s, bool meta) {
+    int32_t me = h->comm->rank;
+    int64_t first = h->layout->rank_offset[me], end = h->layout->rank_offset[me + 1];
+    size_t bytes = meta ? h->meta_row_bytes : h->wire_row_bytes;
+    bool own = s >= first && s < end && (meta || h->wire_dtype == h->dtype);
+    if (own) {
+        uint8_t *dst = meta ? h->recv_meta : h->recv_x;
+        return dst + (size_t)(h->recv_offset[me] + (s - first)) * bytes;
+    }
+    return (uint8_t *)(meta ? h->send_meta : h->send_buf) + (size_t)s * bytes;
+}
+
 /* Fill the send buffers: one x row (and on fresh dispatches one meta row of
  * ids + weights) per (token, destination rank) slot. */
 static void pack(moep_handle_t *h, const moep_dispatch_params_t *p, bool fresh) {
@@ -181,9 +196,9 @@ static void pack(moep_handle_t *h, const moep_dispatch_params_t *p, bool fresh) 
             int32_t t = lay->slot_token[s];
             /* cannot fail: FP8 inputs were checked finite before the headers went out */
             (void)moep__act_wire_encode(x + (size_t)t * x_row, h->dtype, h->hidden, h->wire_dtype,
-                                        (uint8_t *)h->send_buf + (size_t)s * h->wire_row_bytes, scratch);
+                                        slot_row(h, s, false), scratch);
             if (fresh) {
-                uint8_t *meta = (uint8_t *)h->send_meta + (size_t)s * h->meta_row_bytes;
+                uint8_t *meta = slot_row(h, s, true);
                 const int32_t *ids = (const int32_t *)p->topk_idx->data + (size_t)t * h->top_k;
                 pack_ids(ids, h->top_k, h->id_bytes, meta);
                 memcpy(meta + (size_t)h->top_k * h->id_bytes,
@@ -315,6 +330,10 @@ static moep_status_t exchange_payload(moep_comm_t *c, moep_handle_t *h, bool fre
         mroff[r] = (size_t)h->recv_offset[r] * h->meta_row_bytes;
         mrlen[r] = (size_t)h->recv_count[r] * h->meta_row_bytes;
     }
+    /* own rows were packed in place (slot_row): nothing to copy */
+    int32_t me = c->rank;
+    mslen[me] = mrlen[me] = 0;
+    if (h->wire_dtype == h->dtype) slen[me] = rlen[me] = 0;
     uint8_t *x_dst = h->wire_dtype == h->dtype ? h->recv_x : h->recv_buf;
     moep_a2a_part_t parts[2] = {
         {moep__tag(c->seq, MOEP_TAG_DISPATCH), h->send_buf, soff, slen, x_dst, roff, rlen},
