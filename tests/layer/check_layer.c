@@ -71,13 +71,17 @@ START_TEST(single_rank_zero_tokens_and_fp8_wire) {
 END_TEST
 
 /*
- * What the formats cost against the original f32 layer. Bounds are the
- * formats' worst per-element rounding error relative to the block maximum
- * (errors of many weights then partly cancel in the sums, so the layer's max
- * error stays below them): E4M3 2^-4 (3 mantissa bits, RNE); E2M1 with an
- * MX / NV block scale 1/4 of the block maximum; bf16 2^-8. The layer must
- * also equal the reference computed from the stored (dequantized) weights to
- * f32 rounding, 1e-5.
+ * What the formats cost against the original f32 layer. A format's worst
+ * per-element rounding error relative to its block maximum is d: E4M3 2^-4
+ * (3 mantissa bits, RNE), E2M1 with an MX / NV block scale 1/4, bf16 2^-8.
+ * To first order each quantized operand adds its d to the output's relative
+ * error, so the bound is (quantized operands) x d: 3 d for weights (W1, W3,
+ * W2), 2 d for an FP8 wire (x feeds W1 and W3). The metric is max|diff| /
+ * max|ref|, which is noisy: over 60 seeds the worst seen was 0.255 for
+ * MXFP4, 0.228 NVFP4, 0.067 FP8, 0.0036 bf16, 0.044 FP8 wire, each about a
+ * third of its bound (a single-d bound failed CI on an MXFP4 seed). A broken
+ * scale or code table errs by O(1); the exact check, against the reference
+ * on the stored (dequantized) weights to f32 rounding, 1e-5, is the sharp one.
  */
 START_TEST(quantized_weights_and_wire_error_bounds) {
     static const struct {
@@ -85,11 +89,11 @@ START_TEST(quantized_weights_and_wire_error_bounds) {
         moep_dtype_t wire;
         double bound;
     } cases[] = {
-        {MOEP_WEIGHTS_BF16, 0, 0x1p-8},
-        {MOEP_WEIGHTS_FP8_E4M3, 0, 0x1p-4},
-        {MOEP_WEIGHTS_MXFP4, 0, 0.25},
-        {MOEP_WEIGHTS_NVFP4, 0, 0.25},
-        {MOEP_WEIGHTS_F32, MOEP_DTYPE_FP8_E4M3, 0x1p-4},
+        {MOEP_WEIGHTS_BF16, 0, 3 * 0x1p-8},
+        {MOEP_WEIGHTS_FP8_E4M3, 0, 3 * 0x1p-4},
+        {MOEP_WEIGHTS_MXFP4, 0, 3 * 0.25},
+        {MOEP_WEIGHTS_NVFP4, 0, 3 * 0.25},
+        {MOEP_WEIGHTS_F32, MOEP_DTYPE_FP8_E4M3, 2 * 0x1p-4},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         bench_options_t o = small_options();
