@@ -58,6 +58,23 @@ MOEP_API moep_status_t moep_route_cuda(const moep_router_config_t *cfg, const mo
                                        moep_tensor_t *topk_weights, moep_stream_t stream);
 
 /*
+ * moep_route_cuda without any host wait (the steady-state path of the GPU
+ * layer). A token whose scores hold a NaN is not routed: its k ids become
+ * num_experts (outside [-1, E), so moep_dispatch refuses them: this rank
+ * gets MOEP_ERR_OUT_OF_RANGE, every other rank MOEP_ERR_REMOTE, and the
+ * communicator stays usable) and its weights 0. `first_nan` (one device
+ * int64) receives, in stream order, the smallest such token index, or -1
+ * when there is none: read it when a dispatch fails to tell a NaN from a
+ * bad id. Errors: as moep_route_cuda, MOEP_ERR_INVALID_ARG for a NULL
+ * first_nan; NaN is never an error here.
+ */
+MOEP_API moep_status_t moep_route_cuda_async(const moep_router_config_t *cfg,
+                                             const moep_tensor_t *scores,
+                                             const moep_tensor_t *token_ids,
+                                             moep_tensor_t *topk_idx, moep_tensor_t *topk_weights,
+                                             int64_t *first_nan, moep_stream_t stream);
+
+/*
  * The counts of the dispatch layout on the GPU (moep_layout_t's
  * tokens_per_rank, tokens_per_expert and token_rank_slot), no host sync.
  *   topk_idx          [T, k] i32 device, -1 = masked.
@@ -88,7 +105,7 @@ MOEP_API int32_t moep_comm_device_cuda(const moep_comm_t *comm);
  * The GPU MoE layer (api/moep_layer.h): moep_layer_create with a device
  * communicator makes a layer whose forward runs on that comm's GPU and
  * stream, with the same config, setters and collective semantics:
- *   router GEMM (a tiled f32 CUDA kernel, no cuBLAS) -> moep_route_cuda ->
+ *   router GEMM (a tiled f32 CUDA kernel, no cuBLAS) -> moep_route_cuda_async ->
  *   moep_dispatch -> moep_expert_ffn_cuda on the expert-major rows ->
  *   shared expert (moep_expert_ffn_cuda, E = 1, writes y) -> moep_combine
  *   (accumulates onto y).
@@ -109,8 +126,11 @@ MOEP_API int32_t moep_comm_device_cuda(const moep_comm_t *comm);
  *     stages (route_ms includes the router GEMM); filling them waits for
  *     the forward to finish and copies topk_idx home for the load
  *     statistics. With timings NULL the forward returns once enqueued,
- *     apart from the host waits of moep_route_cuda (NaN check) and of a
- *     fresh dispatch (counts).
+ *     apart from the fresh dispatch's one host wait (counts).
+ *   - NaN router scores: found by the routing kernel, reported by the
+ *     dispatch's count exchange (MOEP_ERR_NUMERIC naming the token on this
+ *     rank, MOEP_ERR_REMOTE on the others; the layer stays usable). The CPU
+ *     layer reports it the same way on every rank.
  */
 
 #ifdef __cplusplus

@@ -67,7 +67,11 @@ typedef struct moep_layer_timings {
  *   x [T, H] act_dtype; token_ids [T] i64 (HASH routing only, else may be NULL);
  *   y [T, H] act_dtype out; timings may be NULL.
  * Errors: MOEP_ERR_INVALID_USAGE (weights not set), MOEP_ERR_SHAPE, and those of
- * moep_route, moep_dispatch, moep_expert_ffn, moep_combine.
+ * moep_route, moep_dispatch, moep_expert_ffn, moep_combine. A routing
+ * failure on one rank (NaN router scores: MOEP_ERR_NUMERIC naming the token)
+ * still takes part in the dispatch's count exchange, so the other ranks
+ * return MOEP_ERR_REMOTE at once rather than time out, and the layer and its
+ * communicator stay usable for the next forward.
  */
 MOEP_API moep_status_t moep_layer_forward(moep_layer_t *layer, const moep_tensor_t *x,
                                           const moep_tensor_t *token_ids, moep_tensor_t *y,

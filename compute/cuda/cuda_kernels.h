@@ -32,6 +32,9 @@ typedef struct moep__cuda_route_args {
     int64_t num_tokens;
     int32_t *topk_idx;  /* [T, k] */
     float *topk_w;      /* [T, k] */
+    /* NULL: scores were checked beforehand. Else a token whose scores hold a
+     * NaN gets ids E and weights 0, and atomicMin puts its index here. */
+    unsigned long long *first_nan;
 } moep__cuda_route_args_t;
 
 /* First token (row) of scores [T, E] holding a NaN into *first (device i64,

@@ -68,9 +68,11 @@ static moep_status_t find_nan(const moep_tensor_t *scores, int64_t T, int32_t E,
     return MOEP_OK;
 }
 
-moep_status_t moep_route_cuda(const moep_router_config_t *cfg, const moep_tensor_t *scores,
-                              const moep_tensor_t *token_ids, moep_tensor_t *topk_idx,
-                              moep_tensor_t *topk_weights, moep_stream_t stream) {
+/* first_nan NULL: check for NaN with a host wait first (moep_route_cuda);
+ * else flag NaN rows in the kernel (moep_route_cuda_async). */
+static moep_status_t route(const moep_router_config_t *cfg, const moep_tensor_t *scores,
+                           const moep_tensor_t *token_ids, moep_tensor_t *topk_idx,
+                           moep_tensor_t *topk_weights, int64_t *first_nan, moep_stream_t stream) {
     MOEP_CHECK_ARG(FN, cfg);
     moep_router_config_t c;
     MOEP_TRY(validate_config(cfg, scores, &c));
@@ -87,9 +89,13 @@ moep_status_t moep_route_cuda(const moep_router_config_t *cfg, const moep_tensor
                               moep_dtype_name(scores->dtype));
     }
     if (hashed) MOEP_TRY(check_dev(FN, "token_ids", token_ids, 1, MOEP_DTYPE_I64, (int64_t[]){T}));
-    if (T == 0) return MOEP_OK;
     cudaStream_t s = (cudaStream_t)stream;
-    if (scores != NULL) MOEP_TRY(find_nan(scores, T, E, s));
+    if (first_nan != NULL) {
+        cudaError_t e = cudaMemsetAsync(first_nan, 0xff, sizeof *first_nan, s); /* -1: none */
+        if (e != cudaSuccess) return cuda_fail(FN, e, "reset of first_nan");
+    }
+    if (T == 0) return MOEP_OK;
+    if (scores != NULL && first_nan == NULL) MOEP_TRY(find_nan(scores, T, E, s));
     moep__cuda_route_args_t a = {
         .kind = c.kind, .num_experts = E, .top_k = k, .renormalize = c.renormalize,
         .n_group = c.n_group, .topk_group = c.topk_group, .scale = c.routed_scaling_factor,
@@ -99,6 +105,7 @@ moep_status_t moep_route_cuda(const moep_router_config_t *cfg, const moep_tensor
         .scores_bf16 = scores ? scores->dtype == MOEP_DTYPE_BF16 : 0,
         .token_ids = hashed ? token_ids->data : NULL, .num_tokens = T,
         .topk_idx = topk_idx->data, .topk_w = topk_weights->data,
+        .first_nan = (unsigned long long *)first_nan,
     };
     float *bias = NULL;
     cudaError_t e = cudaSuccess;
@@ -111,6 +118,21 @@ moep_status_t moep_route_cuda(const moep_router_config_t *cfg, const moep_tensor
     if (e == cudaSuccess) e = (cudaError_t)moep__cuda_route(&a, stream);
     if (bias != NULL) cudaFreeAsync(bias, s);
     return e == cudaSuccess ? MOEP_OK : cuda_fail(FN, e, "routing kernel");
+}
+
+moep_status_t moep_route_cuda(const moep_router_config_t *cfg, const moep_tensor_t *scores,
+                              const moep_tensor_t *token_ids, moep_tensor_t *topk_idx,
+                              moep_tensor_t *topk_weights, moep_stream_t stream) {
+    return route(cfg, scores, token_ids, topk_idx, topk_weights, NULL, stream);
+}
+
+moep_status_t moep_route_cuda_async(const moep_router_config_t *cfg, const moep_tensor_t *scores,
+                                    const moep_tensor_t *token_ids, moep_tensor_t *topk_idx,
+                                    moep_tensor_t *topk_weights, int64_t *first_nan,
+                                    moep_stream_t stream) {
+    if (first_nan == NULL)
+        return moep__fail(MOEP_ERR_INVALID_ARG, "moep_route_cuda_async: first_nan is NULL");
+    return route(cfg, scores, token_ids, topk_idx, topk_weights, first_nan, stream);
 }
 
 moep_status_t moep_layout_counts_cuda(const moep_tensor_t *topk_idx, int32_t E, int32_t R,

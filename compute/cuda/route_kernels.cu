@@ -156,6 +156,26 @@ __device__ inline uint64_t mix64(uint64_t z) {
 
 #define MAXK 64 /* top-k held in registers/local memory */
 
+/* Token t's scores into logit. With a.first_nan, a row holding a NaN is
+ * flagged instead: ids E (outside the experts, so a dispatch refuses them),
+ * weights 0; returns true then. */
+__device__ bool load_row(const moep__cuda_route_args_t &a, int64_t t, row_f logit) {
+    const int32_t E = a.num_experts;
+    bool nan = false;
+    for (int32_t e = 0; e < E; e++) {
+        float v = load_score(a.scores, a.scores_bf16, (size_t)t * E + e);
+        nan |= isnan(v);
+        logit[e] = v;
+    }
+    if (!nan || a.first_nan == NULL) return false;
+    for (int32_t i = 0; i < a.top_k; i++) {
+        a.topk_idx[t * a.top_k + i] = E;
+        a.topk_w[t * a.top_k + i] = 0.0f;
+    }
+    atomicMin(a.first_nan, (unsigned long long)t);
+    return true;
+}
+
 __global__ void route_kernel(moep__cuda_route_args_t a, float *scratch_f, int32_t *scratch_i) {
     int64_t T = a.num_tokens;
     int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -183,7 +203,7 @@ __global__ void route_kernel(moep__cuda_route_args_t a, float *scratch_f, int32_
             idx[i] = perm[i];
         }
         if (a.scores != NULL) {
-            for (int32_t e = 0; e < E; e++) logit[e] = load_score(a.scores, a.scores_bf16, (size_t)t * E + e);
+            if (load_row(a, t, logit)) return;
             softmax_at(logit, NULL, E, idx, k, w);
             finish_weights(w, k, a.renormalize, a.scale);
         } else {
@@ -191,7 +211,7 @@ __global__ void route_kernel(moep__cuda_route_args_t a, float *scratch_f, int32_
             finish_weights(w, k, 0, a.scale);
         }
     } else {
-        for (int32_t e = 0; e < E; e++) logit[e] = load_score(a.scores, a.scores_bf16, (size_t)t * E + e);
+        if (load_row(a, t, logit)) return;
         row_f s = logit;
         if (a.kind == SIGMOID_GROUPED) {
             for (int32_t e = 0; e < E; e++)

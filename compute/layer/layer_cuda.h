@@ -23,6 +23,7 @@ struct moep__layer_gpu {
     moep__layer_dbuf_t logits;        /* [T, E] f32 */
     moep__layer_dbuf_t topk_idx;      /* [T, k] i32 */
     moep__layer_dbuf_t topk_w;        /* [T, k] f32 */
+    moep__layer_dbuf_t first_nan;     /* one i64: moep_route_cuda_async's NaN report */
     moep__layer_dbuf_t expert_y;      /* [rows, H] bf16 */
     moep__layer_dbuf_t offsets;       /* [L+1] routed expert offsets, then [2] shared {0, T} */
     int64_t *offsets_host;            /* pinned staging of the above */

@@ -5,6 +5,7 @@
  *   (writes y) -> moep_combine (accumulates onto y),
  * with a CUDA event between the stages for moep_layer_timings_t.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,7 +77,24 @@ static moep_status_t route(moep_layer_t *l, const moep_tensor_t *x, const moep_t
     moep_tensor_t idx = dev_view(g, g->topk_idx.p, MOEP_DTYPE_I32, T, k);
     moep_tensor_t w = dev_view(g, g->topk_w.p, MOEP_DTYPE_F32, T, k);
     l->last_tokens = T;
-    return moep_route_cuda(&rc, rc.kind == MOEP_ROUTE_HASH ? NULL : &scores, token_ids, &idx, &w, s);
+    MOEP_TRY(moep__layer_dbuf_reserve(FN, &g->first_nan, sizeof(int64_t)));
+    /* No host wait: a NaN row gets out-of-range ids, which the dispatch
+     * refuses on every rank (see nan_verdict). */
+    return moep_route_cuda_async(&rc, rc.kind == MOEP_ROUTE_HASH ? NULL : &scores, token_ids, &idx,
+                                 &w, g->first_nan.p, s);
+}
+
+/* The dispatch refused out-of-range ids: NaN scores (flagged by the route
+ * kernel) are reported as such, like the CPU layer does. */
+static moep_status_t nan_verdict(moep_layer_t *l, moep_status_t st) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", moep_last_error());
+    int64_t first = -1;
+    if (cudaMemcpy(&first, l->gpu->first_nan.p, sizeof first, cudaMemcpyDeviceToHost) == cudaSuccess &&
+        first >= 0)
+        return moep__fail(MOEP_ERR_NUMERIC, "%s: router scores of token %lld hold a NaN", FN,
+                          (long long)first);
+    return moep__fail(st, "%s", msg);
 }
 
 /* Routed expert offsets [L+1] and the shared expert's {0, T} to the GPU
@@ -172,7 +190,9 @@ moep_status_t moep__layer_cuda_forward(moep_layer_t *l, const moep_tensor_t *x,
     moep_tensor_t idx, w;
     moep__layer_cuda_last_routing(l, &idx, &w);
     moep_dispatch_result_t res;
-    MOEP_TRY(moep__layer_dispatch(l, x, &idx, &w, &res));
+    moep_status_t st = moep__layer_dispatch(l, x, &idx, &w, &res);
+    if (st == MOEP_ERR_OUT_OF_RANGE) return nan_verdict(l, st);
+    MOEP_TRY(st);
     MOEP_TRY(record(g, 2, s));
 
     moep_tensor_t ey;

@@ -1,4 +1,5 @@
 /* One forward pass: route -> dispatch -> experts -> combine (+ shared). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,6 +64,34 @@ moep_status_t moep__layer_dispatch(moep_layer_t *l, const moep_tensor_t *x, cons
     return moep_dispatch(l->comm, &dp, &l->handle, res);
 }
 
+/*
+ * A rank whose routing failed (NaN scores) still takes part in the dispatch,
+ * with one dummy token whose ids are all out of range: the peers then stop
+ * with MOEP_ERR_REMOTE at once instead of waiting for this rank until the
+ * timeout (which would leave the communicator broken). Returns `st` with
+ * the routing's message.
+ */
+static moep_status_t announce_route_failure(moep_layer_t *l, moep_status_t st) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", moep_last_error());
+    const int32_t H = l->cfg.hidden, k = l->cfg.router.top_k;
+    void *x1 = calloc((size_t)H, moep__dtype_size(l->cfg.act_dtype));
+    int32_t *idx1 = malloc((size_t)k * sizeof *idx1);
+    float *w1 = calloc((size_t)k, sizeof *w1);
+    if (x1 != NULL && idx1 != NULL && w1 != NULL) {
+        for (int32_t j = 0; j < k; j++) idx1[j] = l->cfg.router.num_experts;
+        moep_tensor_t xt = moep_tensor_2d(x1, l->cfg.act_dtype, 1, H);
+        moep_tensor_t it = moep_tensor_2d(idx1, MOEP_DTYPE_I32, 1, k);
+        moep_tensor_t wt = moep_tensor_2d(w1, MOEP_DTYPE_F32, 1, k);
+        moep_dispatch_result_t res;
+        (void)moep__layer_dispatch(l, &xt, &it, &wt, &res); /* fails: out-of-range ids */
+    }
+    free(x1);
+    free(idx1);
+    free(w1);
+    return moep__fail(st, "%s", msg);
+}
+
 static moep_status_t shared_expert(moep_layer_t *l, const moep_tensor_t *x, moep_tensor_t *y) {
     int64_t offsets[2] = {0, x->shape[0]};
     return moep_expert_ffn(&l->shared, x, offsets, y, l->cfg.num_threads);
@@ -79,7 +108,8 @@ moep_status_t moep_layer_forward(moep_layer_t *l, const moep_tensor_t *x,
     moep_layer_timings_t tm;
     memset(&tm, 0, sizeof tm);
     double t0 = moep__now_ms();
-    MOEP_TRY(route(l, x, token_ids));
+    moep_status_t st = route(l, x, token_ids);
+    if (st != MOEP_OK) return announce_route_failure(l, st);
     double t1 = moep__now_ms();
 
     moep_tensor_t idx, w;

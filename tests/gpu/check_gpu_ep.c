@@ -2,7 +2,10 @@
  * GPU dispatch + combine over NCCL, 2 ranks (one process per GPU): the
  * results are checked against what the CPU path must produce
  * (tests/comm/ep_workload.h, the same checks as the CPU suites): random and
- * skewed (Zipf) routing, bf16, T from 0 to 8192, then the cached layout.
+ * skewed (Zipf) routing, bf16, T from 0 to 8192, then the cached layout;
+ * and an out-of-range expert id on one rank (what moep_route_cuda_async
+ * makes of NaN scores): that rank MOEP_ERR_OUT_OF_RANGE, the other
+ * MOEP_ERR_REMOTE, and the same comm then works.
  */
 #include <check.h>
 #include <cuda_runtime.h>
@@ -60,10 +63,51 @@ static void free_host(moep_dispatch_result_t *h) {
     free(h->expert_x.data);
 }
 
+typedef struct {
+    ep_spec_t spec;
+    /* 1: rank 0 first dispatches one id out of range; 2: after a good fresh
+     * dispatch (the comm then sends counts and payload in one round) */
+    int bad_id_first;
+} gpu_case_t;
+
+/* A fresh dispatch, with one id out of range on rank 0 if poison; 0 when
+ * both ranks got what they should. */
+static int bad_id_dispatch(moep_comm_t *comm, const ep_spec_t *s, int32_t rank, int poison,
+                           char *err, size_t len) {
+    ep_tokens_t t = {0};
+    ep_tokens_make(s, rank, 0, &t);
+    size_t es = s->dtype == MOEP_DTYPE_BF16 ? 2 : 4;
+    if (poison && rank == 0 && t.T > 5) t.topk_idx[5 * s->top_k + 1] = s->num_experts;
+    void *dx = dcopy(t.x, (size_t)t.T * s->hidden * es);
+    void *didx = dcopy(t.topk_idx, (size_t)t.T * s->top_k * 4);
+    void *dw = dcopy(t.topk_w, (size_t)t.T * s->top_k * 4);
+    moep_tensor_t x = dev2d(dx, s->dtype, t.T, s->hidden, rank);
+    moep_tensor_t idx = dev2d(didx, MOEP_DTYPE_I32, t.T, s->top_k, rank);
+    moep_tensor_t w = dev2d(dw, MOEP_DTYPE_F32, t.T, s->top_k, rank);
+    moep_dispatch_params_t dp;
+    moep_dispatch_params_init(&dp);
+    dp.x = &x;
+    dp.topk_idx = &idx;
+    dp.topk_weights = &w;
+    moep_handle_t *h = NULL;
+    moep_dispatch_result_t r;
+    moep_status_t st = moep_dispatch(comm, &dp, &h, &r);
+    moep_status_t want = !poison ? MOEP_OK : rank == 0 ? MOEP_ERR_OUT_OF_RANGE : MOEP_ERR_REMOTE;
+    int rc = st != want;
+    if (rc)
+        snprintf(err, len, "dispatch (bad id: %d): %s (%s), expected %s", poison, moep_status_name(st),
+                 moep_last_error(), moep_status_name(want));
+    moep_handle_destroy(h);
+    cudaFree(dx), cudaFree(didx), cudaFree(dw);
+    ep_tokens_free(&t);
+    return rc;
+}
+
 static int gpu_rank(const harness_config_t *cfg, const moep_bootstrap_t *bs, void *arg, char *err,
                     size_t len) {
     (void)cfg;
-    const ep_spec_t *s = arg;
+    const gpu_case_t *gc = arg;
+    const ep_spec_t *s = &gc->spec;
     int32_t rank = bs->rank, rc = 0;
     moep_comm_t *comm = NULL;
     moep_handle_t *h = NULL;
@@ -80,6 +124,11 @@ static int gpu_rank(const harness_config_t *cfg, const moep_bootstrap_t *bs, voi
     cp.device_id = rank;
     moep_status_t st = moep_comm_create(&cp, bs, &comm);
     if (st != MOEP_OK) RANK_FAIL("comm: %s %s", moep_status_name(st), moep_last_error());
+    if (gc->bad_id_first && ((gc->bad_id_first == 2 && bad_id_dispatch(comm, s, rank, 0, err, len)) ||
+                             bad_id_dispatch(comm, s, rank, 1, err, len))) {
+        rc = 1;
+        goto out;
+    }
     int32_t expert_rank[512];
     for (int32_t e = 0; e < s->num_experts; e++) expert_rank[e] = e / (s->num_experts / s->world);
     for (int version = 0; version < 2; version++) {
@@ -134,13 +183,19 @@ out:
     return rc;
 }
 
-static void run(route_pattern_t pat, int32_t T0, int32_t T1, int32_t H, int32_t align) {
-    ep_spec_t s = {.world = 2, .num_experts = 256, .top_k = 8, .hidden = H,
-                   .dtype = MOEP_DTYPE_BF16, .pattern = pat, .tokens = {T0, T1},
-                   .seed = 99 + (uint64_t)T0, .alignment = align};
+static void run_case(route_pattern_t pat, int32_t T0, int32_t T1, int32_t H, int32_t align,
+                     int bad_id_first) {
+    gpu_case_t c = {{.world = 2, .num_experts = 256, .top_k = 8, .hidden = H,
+                     .dtype = MOEP_DTYPE_BF16, .pattern = pat, .tokens = {T0, T1},
+                     .seed = 99 + (uint64_t)T0, .alignment = align},
+                    bad_id_first};
     char report[2048] = "";
-    int failed = harness_run(&nccl_cfg, 2, gpu_rank, &s, 240, report, sizeof report);
+    int failed = harness_run(&nccl_cfg, 2, gpu_rank, &c, 240, report, sizeof report);
     ck_assert_msg(failed == 0, "pattern %d T=%d/%d H=%d: %s", (int)pat, T0, T1, H, report);
+}
+
+static void run(route_pattern_t pat, int32_t T0, int32_t T1, int32_t H, int32_t align) {
+    run_case(pat, T0, T1, H, align, 0);
 }
 
 START_TEST(ep_random) {
@@ -161,12 +216,20 @@ START_TEST(ep_skewed) {
 }
 END_TEST
 
+START_TEST(ep_bad_id_then_ok) {
+    if (gpu_skip(2, "ep_bad_id_then_ok")) return;
+    run_case(ROUTE_RANDOM, 64, 48, 512, 1, 1);   /* fresh dispatch, first of the comm */
+    run_case(ROUTE_RANDOM, 300, 300, 1024, 1, 2);
+}
+END_TEST
+
 Suite *moep_check_gpu_ep_suite(void) {
     Suite *s = suite_create("gpu_ep");
     TCase *tc = tcase_create("nccl");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, ep_random);
     tcase_add_test(tc, ep_skewed);
+    tcase_add_test(tc, ep_bad_id_then_ok);
     suite_add_tcase(s, tc);
     return s;
 }

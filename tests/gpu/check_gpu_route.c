@@ -153,11 +153,61 @@ START_TEST(route_nan_is_numeric) {
 }
 END_TEST
 
+/* No host wait: NaN rows get ids E and weights 0, first_nan the first of them
+ * (-1 without NaN), every other row what moep_route_cuda gives. */
+START_TEST(route_async_flags_nan_rows) {
+    if (gpu_skip(1, "route_async_flags_nan_rows")) return;
+    ck_assert_int_eq(cudaSetDevice(0), cudaSuccess);
+    moep_router_config_t cfg;
+    moep_router_config_init(&cfg);
+    cfg.kind = MOEP_ROUTE_SIGMOID_GROUPED;
+    cfg.num_experts = 16;
+    cfg.top_k = 4;
+    cfg.n_group = 4;
+    cfg.topk_group = 2;
+    enum { T = 300, E = 16, K = 4 };
+    float *s = malloc(sizeof(float) * T * E);
+    for (int i = 0; i < T * E; i++) s[i] = (float)(unif() * 4 - 2);
+    void *d = to_dev(s, sizeof(float) * T * E), *di = to_dev(NULL, 4 * T * K), *dw = to_dev(NULL, 4 * T * K);
+    void *ri = to_dev(NULL, 4 * T * K), *rw = to_dev(NULL, 4 * T * K), *dn = to_dev(NULL, 8);
+    moep_tensor_t ds = dev(d, MOEP_DTYPE_F32, T, E, 2), ti = dev(di, MOEP_DTYPE_I32, T, K, 2);
+    moep_tensor_t tw = dev(dw, MOEP_DTYPE_F32, T, K, 2), rti = dev(ri, MOEP_DTYPE_I32, T, K, 2);
+    moep_tensor_t rtw = dev(rw, MOEP_DTYPE_F32, T, K, 2);
+    ck_assert_int_eq(moep_route_cuda(&cfg, &ds, NULL, &rti, &rtw, NULL), MOEP_OK);
+    int64_t first = 0;
+    ck_assert_int_eq(moep_route_cuda_async(&cfg, &ds, NULL, &ti, &tw, dn, NULL), MOEP_OK);
+    cudaMemcpy(&first, dn, 8, cudaMemcpyDeviceToHost);
+    ck_assert_int_eq(first, -1);
+    s[250 * E + 7] = NAN;
+    s[17 * E + 0] = NAN;
+    cudaMemcpy(d, s, sizeof(float) * T * E, cudaMemcpyHostToDevice);
+    ck_assert_int_eq(moep_route_cuda_async(&cfg, &ds, NULL, &ti, &tw, dn, NULL), MOEP_OK);
+    int32_t *hi = malloc(4 * T * K), *ref_i = malloc(4 * T * K);
+    float *hw = malloc(4 * T * K), *ref_w = malloc(4 * T * K);
+    cudaMemcpy(&first, dn, 8, cudaMemcpyDeviceToHost);
+    cudaMemcpy(hi, di, 4 * T * K, cudaMemcpyDeviceToHost);
+    cudaMemcpy(hw, dw, 4 * T * K, cudaMemcpyDeviceToHost);
+    cudaMemcpy(ref_i, ri, 4 * T * K, cudaMemcpyDeviceToHost);
+    cudaMemcpy(ref_w, rw, 4 * T * K, cudaMemcpyDeviceToHost);
+    ck_assert_int_eq(first, 17);
+    for (int t = 0; t < T; t++)
+        for (int j = 0; j < K; j++) {
+            int nan_row = t == 17 || t == 250;
+            ck_assert_int_eq(hi[t * K + j], nan_row ? E : ref_i[t * K + j]);
+            ck_assert_float_eq(hw[t * K + j], nan_row ? 0.0f : ref_w[t * K + j]);
+        }
+    ck_assert_int_eq(moep_route_cuda_async(&cfg, &ds, NULL, &ti, &tw, NULL, NULL), MOEP_ERR_INVALID_ARG);
+    free(s), free(hi), free(hw), free(ref_i), free(ref_w);
+    cudaFree(d), cudaFree(di), cudaFree(dw), cudaFree(ri), cudaFree(rw), cudaFree(dn);
+}
+END_TEST
+
 Suite *moep_check_gpu_route_suite(void) {
     Suite *s = suite_create("gpu_route");
     TCase *tc = tcase_create("route");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, route_kinds_match_cpu);
+    tcase_add_test(tc, route_async_flags_nan_rows);
     tcase_add_test(tc, route_nan_is_numeric);
     suite_add_tcase(s, tc);
     return s;

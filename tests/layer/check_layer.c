@@ -4,7 +4,9 @@
  * f32 and bf16, with and without the shared expert, one rank and 2-4 ranks
  * over every CPU transport configuration.
  */
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bench_model.h"
@@ -155,6 +157,79 @@ START_TEST(multi_rank_matches_reference) {
 }
 END_TEST
 
+/* NaN router scores on rank 0 only: rank 0 reports them, every other rank
+ * stops at once with MOEP_ERR_REMOTE (no timeout), and the next forward
+ * works and is verified on every rank. */
+static int nan_rank(const harness_config_t *cfg, const moep_bootstrap_t *bs, void *arg, char *err,
+                    size_t len) {
+    bench_options_t o = *(const bench_options_t *)arg;
+    o.transport = cfg->transport;
+    bench_model_t *m = NULL;
+    moep_comm_t *comm = NULL;
+    moep_layer_t *l = NULL;
+    float *x = NULL, *y = NULL;
+    int64_t *ids = NULL;
+    int bad = 1;
+    moep_comm_params_t cp;
+    moep_comm_params_init(&cp);
+    cp.transport = o.transport;
+    cp.num_experts = o.experts;
+    if (bench_model_create(&o, bs->rank, bs->world_size, &m) != MOEP_OK ||
+        moep_comm_create(&cp, bs, &comm) != MOEP_OK ||
+        bench_make_layer(&o, m, comm, &m->local, &m->shared, &l) != MOEP_OK ||
+        bench_model_tokens(m, (void **)&x, &ids) != MOEP_OK ||
+        (y = calloc((size_t)o.tokens * o.hidden, sizeof *y)) == NULL) {
+        snprintf(err, len, "setup: %s", moep_last_error());
+        goto out;
+    }
+    moep_tensor_t xt = moep_tensor_2d(x, MOEP_DTYPE_F32, o.tokens, o.hidden);
+    moep_tensor_t yt = moep_tensor_2d(y, MOEP_DTYPE_F32, o.tokens, o.hidden);
+    float keep = x[3 * o.hidden + 1];
+    if (bs->rank == 0) x[3 * o.hidden + 1] = NAN;
+    moep_status_t st = moep_layer_forward(l, &xt, NULL, &yt, NULL);
+    moep_status_t want = bs->rank == 0 ? MOEP_ERR_NUMERIC : MOEP_ERR_REMOTE;
+    if (st != want || (bs->rank == 0 && strstr(moep_last_error(), "token 3") == NULL)) {
+        snprintf(err, len, "NaN forward: %s (%s), expected %s", moep_status_name(st),
+                 moep_last_error(), moep_status_name(want));
+        goto out;
+    }
+    x[3 * o.hidden + 1] = keep;
+    st = moep_layer_forward(l, &xt, NULL, &yt, NULL);
+    double rel = 1;
+    moep_tensor_t idx, w;
+    if (st == MOEP_OK) {
+        moep_layer_last_routing(l, &idx, &w);
+        bench_model_verify(m, x, &idx, &w, y, &rel);
+    }
+    if (st != MOEP_OK || !(rel <= bench_model_tolerance(&o))) {
+        snprintf(err, len, "forward after the NaN: %s (%s), rel err %.3g", moep_status_name(st),
+                 moep_last_error(), rel);
+        goto out;
+    }
+    bad = 0;
+out:
+    free(x);
+    free(y);
+    free(ids);
+    moep_layer_destroy(l);
+    moep_comm_destroy(comm);
+    bench_model_destroy(m);
+    return bad;
+}
+
+START_TEST(multi_rank_nan_on_one_rank) {
+    const harness_config_t *cfg = &harness_configs[_i];
+    if (!harness_available(cfg)) return;
+    bench_options_t o = small_options();
+    o.ranks = 4;
+    o.threads = 1;
+    o.shared_intermediate = 0;
+    char report[4096];
+    int failed = harness_run(cfg, 4, nan_rank, &o, 60, report, sizeof report);
+    ck_assert_msg(failed == 0, "%s:\n%s", cfg->label, report);
+}
+END_TEST
+
 Suite *layer_suite(void) {
     suite_seed = test_seed("layer");
     Suite *s = suite_create("layer");
@@ -164,6 +239,7 @@ Suite *layer_suite(void) {
     tcase_add_test(tc, single_rank_zero_tokens_and_fp8_wire);
     tcase_add_test(tc, quantized_weights_and_wire_error_bounds);
     tcase_add_loop_test(tc, multi_rank_matches_reference, 0, harness_num_configs);
+    tcase_add_loop_test(tc, multi_rank_nan_on_one_rank, 0, harness_num_configs);
     suite_add_tcase(s, tc);
     return s;
 }
