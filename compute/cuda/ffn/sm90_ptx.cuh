@@ -27,8 +27,13 @@ __device__ __forceinline__ void moep__mbar_arrive(uint64_t *bar) {
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(moep__smem_addr(bar)) : "memory");
 }
 
-__device__ __forceinline__ void moep__mbar_wait(uint64_t *bar, uint32_t parity) {
-    uint32_t addr = moep__smem_addr(bar), done;
+/* By shared-memory address: hot loops keep their barrier addresses in registers. */
+__device__ __forceinline__ void moep__mbar_arrive_at(uint32_t addr) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(addr) : "memory");
+}
+
+__device__ __forceinline__ void moep__mbar_wait_at(uint32_t addr, uint32_t parity) {
+    uint32_t done;
     do {
         asm volatile(
             "{\n\t.reg .pred p;\n\t"
@@ -38,6 +43,10 @@ __device__ __forceinline__ void moep__mbar_wait(uint64_t *bar, uint32_t parity) 
             : "r"(addr), "r"(parity)
             : "memory");
     } while (!done);
+}
+
+__device__ __forceinline__ void moep__mbar_wait(uint64_t *bar, uint32_t parity) {
+    moep__mbar_wait_at(moep__smem_addr(bar), parity);
 }
 
 /* 2-D tile load: box at (col c0, row c1) into smem, completing on bar. */
