@@ -137,9 +137,12 @@ int moep__cuda_combine_home(const void *partial, int p_bf16, int32_t H,
                             int out_bf16, int accumulate, moep_stream_t stream);
 
 /* ---- MoE layer (router_gemm.cu) ---- */
-/* logits [T, E] f32 = x [T, H] (bf16 if x_bf16, else f32) · gate [E, H]ᵀ. */
+/* logits [T, E] f32 = x [T, H] (bf16 if x_bf16, else f32) · gate [E, H]ᵀ.
+ * partials: device workspace of moep__cuda_router_partials(T, H, E) floats
+ * (split-K partial sums, added in a fixed order: deterministic). */
+size_t moep__cuda_router_partials(int64_t T, int32_t H, int32_t E);
 int moep__cuda_router_logits(const void *x, int x_bf16, int64_t T, int32_t H, const float *gate,
-                             int32_t E, float *logits, moep_stream_t stream);
+                             int32_t E, float *partials, float *logits, moep_stream_t stream);
 
 #ifdef __cplusplus
 }

@@ -21,6 +21,7 @@ struct moep__layer_gpu {
     int32_t device;
     float *gate;                      /* [E, H] device */
     moep__layer_dbuf_t logits;        /* [T, E] f32 */
+    moep__layer_dbuf_t router_part;   /* split-K partial logits of the router GEMM */
     moep__layer_dbuf_t topk_idx;      /* [T, k] i32 */
     moep__layer_dbuf_t topk_w;        /* [T, k] f32 */
     moep__layer_dbuf_t first_nan;     /* one i64: moep_route_cuda_async's NaN report */

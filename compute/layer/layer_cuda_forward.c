@@ -68,9 +68,12 @@ static moep_status_t route(moep_layer_t *l, const moep_tensor_t *x, const moep_t
     moep_tensor_t scores = dev_view(g, NULL, MOEP_DTYPE_F32, T, E);
     if (rc.kind != MOEP_ROUTE_HASH) {
         MOEP_TRY(moep__layer_dbuf_reserve(FN, &g->logits, (size_t)T * E * sizeof(float)));
+        size_t parts = moep__cuda_router_partials(T, l->cfg.hidden, E);
+        if (parts > 0) MOEP_TRY(moep__layer_dbuf_reserve(FN, &g->router_part, parts * sizeof(float)));
         scores.data = g->logits.p;
         MOEP_TRY(moep__layer_cuda_check(
             FN, (cudaError_t)moep__cuda_router_logits(x->data, 1, T, l->cfg.hidden, g->gate, E,
+                                                      parts > 0 ? g->router_part.p : NULL,
                                                       g->logits.p, s),
             "router GEMM"));
     }

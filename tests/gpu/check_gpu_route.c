@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cuda_kernels.h"
 #include "gpu_probe.h"
 #include "moep.h"
 
@@ -202,12 +203,60 @@ START_TEST(route_async_flags_nan_rows) {
 }
 END_TEST
 
+/* The GPU layer's router GEMM (bf16 x, f32 gate) against a float64 product,
+ * with and without the split-K workspace, within the f32 summation bound. */
+static void router_case(int64_t T, int32_t H, int32_t E, int split) {
+    uint16_t *x = malloc((size_t)T * H * 2 + 2);
+    float *g = malloc((size_t)E * H * 4 + 4), *out = malloc((size_t)T * E * 4 + 4);
+    for (int64_t i = 0; i < T * H; i++) {
+        float v = (float)(unif() * 2 - 1);
+        uint32_t b;
+        memcpy(&b, &v, 4);
+        x[i] = (uint16_t)(b >> 16);
+    }
+    for (int64_t i = 0; i < (int64_t)E * H; i++) g[i] = (float)(unif() * 0.2 - 0.1);
+    size_t parts = split ? moep__cuda_router_partials(T, H, E) : 0;
+    void *dx = to_dev(x, (size_t)T * H * 2), *dg = to_dev(g, (size_t)E * H * 4);
+    void *dl = to_dev(NULL, (size_t)T * E * 4), *dp = parts ? to_dev(NULL, parts * 4) : NULL;
+    ck_assert_int_eq(moep__cuda_router_logits(dx, 1, T, H, dg, E, dp, dl, NULL), 0);
+    ck_assert_int_eq(cudaMemcpy(out, dl, (size_t)T * E * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+    for (int64_t t = 0; t < T; t++)
+        for (int32_t e = 0; e < E; e++) {
+            double ref = 0, mag = 0;
+            for (int32_t h = 0; h < H; h++) {
+                uint32_t b = (uint32_t)x[t * H + h] << 16;
+                float xv;
+                memcpy(&xv, &b, 4);
+                ref += (double)xv * g[(size_t)e * H + h];
+                mag += fabs((double)xv * g[(size_t)e * H + h]);
+            }
+            /* any summation order: |error| <= (H + 1) u sum|terms| */
+            ck_assert_msg(fabs(out[t * E + e] - ref) <= (H + 1) * 0x1p-24 * mag + 1e-30,
+                          "T=%lld H=%d E=%d split=%d: logit[%lld][%d] %.9g vs %.9g", (long long)T, H,
+                          E, split, (long long)t, e, out[t * E + e], ref);
+        }
+    cudaFree(dx), cudaFree(dg), cudaFree(dl), cudaFree(dp);
+    free(x), free(g), free(out);
+}
+
+START_TEST(router_logits_match_float64) {
+    if (gpu_skip(1, "router_logits_match_float64")) return;
+    ck_assert_int_eq(cudaSetDevice(0), cudaSuccess);
+    router_case(1, 1024, 64, 1);
+    router_case(130, 1000, 72, 1); /* H and E not multiples of the tiles */
+    router_case(600, 2048, 256, 1);
+    router_case(600, 2048, 256, 0);
+    router_case(5000, 256, 8, 1);
+}
+END_TEST
+
 Suite *moep_check_gpu_route_suite(void) {
     Suite *s = suite_create("gpu_route");
     TCase *tc = tcase_create("route");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, route_kinds_match_cpu);
     tcase_add_test(tc, route_async_flags_nan_rows);
+    tcase_add_test(tc, router_logits_match_float64);
     tcase_add_test(tc, route_nan_is_numeric);
     suite_add_tcase(s, tc);
     return s;
