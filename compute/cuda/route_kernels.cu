@@ -1,5 +1,6 @@
 /*
- * Routing on the GPU: one thread per token running the CPU algorithm of
+ * Routing on the GPU for what route_warp.cu does not take (HASH, E > 256,
+ * more than 64 groups or ranks): one thread per token running the CPU algorithm of
  * routing/ step by step (same heap top-k, same tie rule: higher score, then
  * lower index; same float/double arithmetic, exp evaluated in double and
  * rounded so that it matches the host's correctly rounded expf), so ids are
@@ -9,17 +10,14 @@
 #include <math.h>
 
 #include "cuda_kernels.h"
+#include "route_common.cuh"
+#include "route_warp.h"
 
 namespace {
 
-enum { SOFTMAX_TOPK = 0, TOPK_SOFTMAX = 1, SIGMOID_GROUPED = 2, HASH = 3 };
+enum { SOFTMAX_TOPK = MOEP__SOFTMAX_TOPK, TOPK_SOFTMAX = MOEP__TOPK_SOFTMAX,
+       SIGMOID_GROUPED = MOEP__SIGMOID_GROUPED, HASH = MOEP__HASH };
 
-__device__ inline float expf_rn(float x) { return (float)exp((double)x); }
-
-__device__ inline float load_score(const void *s, int bf16, size_t i) {
-    if (!bf16) return ((const float *)s)[i];
-    return __uint_as_float((uint32_t)((const uint16_t *)s)[i] << 16);
-}
 
 /* Strided views: thread-private rows interleaved so that neighbours coalesce. */
 struct row_f {
@@ -33,9 +31,7 @@ struct row_i {
     __device__ int32_t &operator[](int64_t i) const { return p[i * stride]; }
 };
 
-__device__ inline bool beats(row_f s, int32_t a, int32_t b) {
-    return s[a] > s[b] || (s[a] == s[b] && a < b);
-}
+__device__ inline bool beats(row_f s, int32_t a, int32_t b) { return moep__beats(s[a], a, s[b], b); }
 
 __device__ void sift_down(row_f s, row_i heap, int32_t size, int32_t pos) {
     for (;;) {
@@ -134,19 +130,10 @@ __device__ void softmax_at(row_f x, const int32_t *norm, int32_t n, const int32_
         return;
     }
     double sum = 0;
-    for (int32_t i = 0; i < n; i++) sum += expf_rn(x[norm ? norm[i] : i] - mx);
-    for (int32_t i = 0; i < k; i++) w[i] = (float)(expf_rn(x[at[i]] - mx) / sum);
+    for (int32_t i = 0; i < n; i++) sum += moep__expf_rn(x[norm ? norm[i] : i] - mx);
+    for (int32_t i = 0; i < k; i++) w[i] = (float)(moep__expf_rn(x[at[i]] - mx) / sum);
 }
 
-__device__ void finish_weights(float *w, int32_t k, int32_t renormalize, float scale) {
-    double sum = 0;
-    if (renormalize)
-        for (int32_t i = 0; i < k; i++) sum += w[i];
-    float mult = renormalize && sum > 0 ? (float)(scale / sum) : scale;
-    for (int32_t i = 0; i < k; i++) w[i] = __fmul_rn(w[i], mult);
-}
-
-__device__ inline float sigmoid(float x) { return __fdiv_rn(1.0f, __fadd_rn(1.0f, expf_rn(-x))); }
 
 __device__ inline uint64_t mix64(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -154,7 +141,7 @@ __device__ inline uint64_t mix64(uint64_t z) {
     return z ^ (z >> 31);
 }
 
-#define MAXK 64 /* top-k held in registers/local memory */
+#define MAXK MOEP__ROUTE_MAXK
 #define ROUTE_MAX_SMEM (192 * 1024) /* E <= 256 routes from shared memory */
 
 /* Token t's scores into logit. With a.first_nan, a row holding a NaN is
@@ -164,7 +151,7 @@ __device__ bool load_row(const moep__cuda_route_args_t &a, int64_t t, row_f logi
     const int32_t E = a.num_experts;
     bool nan = false;
     for (int32_t e = 0; e < E; e++) {
-        float v = load_score(a.scores, a.scores_bf16, (size_t)t * E + e);
+        float v = moep__load_score(a.scores, a.scores_bf16, (size_t)t * E + e);
         nan |= isnan(v);
         logit[e] = v;
     }
@@ -220,17 +207,17 @@ __global__ void route_kernel(moep__cuda_route_args_t a, float *scratch_f, int32_
         if (a.scores != NULL) {
             if (load_row(a, t, logit)) return;
             softmax_at(logit, NULL, E, idx, k, w);
-            finish_weights(w, k, a.renormalize, a.scale);
+            moep__finish_weights(w, k, a.renormalize, a.scale);
         } else {
             for (int32_t i = 0; i < k; i++) w[i] = 1.0f / (float)k;
-            finish_weights(w, k, 0, a.scale);
+            moep__finish_weights(w, k, 0, a.scale);
         }
     } else {
         if (load_row(a, t, logit)) return;
         row_f s = logit;
         if (a.kind == SIGMOID_GROUPED) {
             for (int32_t e = 0; e < E; e++)
-                sel[e] = __fadd_rn(sigmoid(logit[e]), a.bias ? a.bias[e] : 0.0f);
+                sel[e] = __fadd_rn(moep__sigmoid(logit[e]), a.bias ? a.bias[e] : 0.0f);
             s = sel;
         }
         const row_i *mask = NULL;
@@ -248,9 +235,9 @@ __global__ void route_kernel(moep__cuda_route_args_t a, float *scratch_f, int32_
             softmax_at(logit, idx, k, idx, k, w);
         } else {
             sort_by_score(logit, idx, k);
-            for (int32_t i = 0; i < k; i++) w[i] = sigmoid(logit[idx[i]]);
+            for (int32_t i = 0; i < k; i++) w[i] = moep__sigmoid(logit[idx[i]]);
         }
-        finish_weights(w, k, a.renormalize, a.scale);
+        moep__finish_weights(w, k, a.renormalize, a.scale);
     }
     for (int32_t i = 0; i < k; i++) {
         a.topk_idx[t * k + i] = idx[i];
@@ -285,6 +272,7 @@ extern "C" int moep__cuda_route(const moep__cuda_route_args_t *a, moep_stream_t 
     if (a->num_tokens == 0) return cudaSuccess;
     if (a->top_k > MAXK) return cudaErrorInvalidValue;
     cudaStream_t s = (cudaStream_t)stream;
+    if (moep__route_warp_fits(a)) return moep__route_warp(a, s);
     /* one warp per block, its scratch in shared memory, when E allows */
     const int warp = 32;
     const size_t smem = (size_t)6 * a->num_experts * warp * sizeof(float);

@@ -132,6 +132,12 @@ START_TEST(route_kinds_match_cpu) {
         route_case(MOEP_ROUTE_HASH, t, 256, 8, 2048, 0, 0);
         route_case(MOEP_ROUTE_SOFTMAX_TOPK, t, 64, 4, 1024, 0, 1);
         route_case(MOEP_ROUTE_SOFTMAX_TOPK, t, 64, 4, 0, 0, 0);
+        /* E not a multiple of the warp; T = 1; E beyond the warp kernel
+         * (320: thread per token, global scratch) */
+        route_case(MOEP_ROUTE_SIGMOID_GROUPED, t, 72, 6, 700, 1, 0);
+        route_case(MOEP_ROUTE_SOFTMAX_TOPK, t, 72, 5, 700, 0, 1);
+        route_case(MOEP_ROUTE_TOPK_SOFTMAX, t, 40, 3, 1, 0, 0);
+        route_case(MOEP_ROUTE_SOFTMAX_TOPK, t, 320, 8, 300, 0, 0);
     }
 }
 END_TEST
