@@ -45,6 +45,32 @@ static moep_tensor_t dev2d(void *p, moep_dtype_t t, int64_t a, int64_t b, int id
     return x;
 }
 
+/* A rank's tokens on its GPU, as dispatch parameters (dp points at x / idx / w). */
+typedef struct {
+    void *dx, *didx, *dw;
+    moep_tensor_t x, idx, w;
+    moep_dispatch_params_t dp;
+} dev_tokens_t;
+
+static void dev_tokens_upload(const ep_spec_t *s, const ep_tokens_t *t, int rank, dev_tokens_t *d) {
+    size_t es = s->dtype == MOEP_DTYPE_BF16 ? 2 : 4;
+    d->dx = dcopy(t->x, (size_t)t->T * s->hidden * es);
+    d->didx = dcopy(t->topk_idx, (size_t)t->T * s->top_k * 4);
+    d->dw = dcopy(t->topk_w, (size_t)t->T * s->top_k * 4);
+    d->x = dev2d(d->dx, s->dtype, t->T, s->hidden, rank);
+    d->idx = dev2d(d->didx, MOEP_DTYPE_I32, t->T, s->top_k, rank);
+    d->w = dev2d(d->dw, MOEP_DTYPE_F32, t->T, s->top_k, rank);
+    moep_dispatch_params_init(&d->dp);
+    d->dp.x = &d->x;
+    d->dp.topk_idx = &d->idx;
+    d->dp.topk_weights = &d->w;
+}
+
+static void dev_tokens_free(dev_tokens_t *d) {
+    cudaFree(d->dx), cudaFree(d->didx), cudaFree(d->dw);
+    d->dx = d->didx = d->dw = NULL;
+}
+
 /* The device result copied to the host, in the CPU result's shape. */
 static void to_host(const moep_dispatch_result_t *d, const ep_spec_t *s, moep_dispatch_result_t *h) {
     size_t es = s->dtype == MOEP_DTYPE_BF16 ? 2 : 4, n = (size_t)d->num_recv, k = (size_t)s->top_k;
@@ -76,29 +102,19 @@ static int bad_id_dispatch(moep_comm_t *comm, const ep_spec_t *s, int32_t rank, 
                            char *err, size_t len) {
     ep_tokens_t t = {0};
     ep_tokens_make(s, rank, 0, &t);
-    size_t es = s->dtype == MOEP_DTYPE_BF16 ? 2 : 4;
     if (poison && rank == 0 && t.T > 5) t.topk_idx[5 * s->top_k + 1] = s->num_experts;
-    void *dx = dcopy(t.x, (size_t)t.T * s->hidden * es);
-    void *didx = dcopy(t.topk_idx, (size_t)t.T * s->top_k * 4);
-    void *dw = dcopy(t.topk_w, (size_t)t.T * s->top_k * 4);
-    moep_tensor_t x = dev2d(dx, s->dtype, t.T, s->hidden, rank);
-    moep_tensor_t idx = dev2d(didx, MOEP_DTYPE_I32, t.T, s->top_k, rank);
-    moep_tensor_t w = dev2d(dw, MOEP_DTYPE_F32, t.T, s->top_k, rank);
-    moep_dispatch_params_t dp;
-    moep_dispatch_params_init(&dp);
-    dp.x = &x;
-    dp.topk_idx = &idx;
-    dp.topk_weights = &w;
+    dev_tokens_t d;
+    dev_tokens_upload(s, &t, rank, &d);
     moep_handle_t *h = NULL;
     moep_dispatch_result_t r;
-    moep_status_t st = moep_dispatch(comm, &dp, &h, &r);
+    moep_status_t st = moep_dispatch(comm, &d.dp, &h, &r);
     moep_status_t want = !poison ? MOEP_OK : rank == 0 ? MOEP_ERR_OUT_OF_RANGE : MOEP_ERR_REMOTE;
     int rc = st != want;
     if (rc)
         snprintf(err, len, "dispatch (bad id: %d): %s (%s), expected %s", poison, moep_status_name(st),
                  moep_last_error(), moep_status_name(want));
     moep_handle_destroy(h);
-    cudaFree(dx), cudaFree(didx), cudaFree(dw);
+    dev_tokens_free(&d);
     ep_tokens_free(&t);
     return rc;
 }
@@ -112,7 +128,8 @@ static int gpu_rank(const harness_config_t *cfg, const moep_bootstrap_t *bs, voi
     moep_comm_t *comm = NULL;
     moep_handle_t *h = NULL;
     ep_tokens_t t = {0};
-    void *dx = NULL, *didx = NULL, *dw = NULL, *dy = NULL, *dout = NULL, *ey = NULL, *out = NULL;
+    dev_tokens_t d = {0};
+    void *dy = NULL, *dout = NULL, *ey = NULL, *out = NULL;
     moep_dispatch_result_t hr = {0};
     size_t es = s->dtype == MOEP_DTYPE_BF16 ? 2 : 4;
     moep_comm_params_t cp;
@@ -134,22 +151,12 @@ static int gpu_rank(const harness_config_t *cfg, const moep_bootstrap_t *bs, voi
     for (int version = 0; version < 2; version++) {
         ep_tokens_free(&t);
         ep_tokens_make(s, rank, version, &t);
-        cudaFree(dx), cudaFree(didx), cudaFree(dw);
-        dx = dcopy(t.x, (size_t)t.T * s->hidden * es);
-        didx = dcopy(t.topk_idx, (size_t)t.T * s->top_k * 4);
-        dw = dcopy(t.topk_w, (size_t)t.T * s->top_k * 4);
-        moep_tensor_t x = dev2d(dx, s->dtype, t.T, s->hidden, rank);
-        moep_tensor_t idx = dev2d(didx, MOEP_DTYPE_I32, t.T, s->top_k, rank);
-        moep_tensor_t w = dev2d(dw, MOEP_DTYPE_F32, t.T, s->top_k, rank);
-        moep_dispatch_params_t dp;
-        moep_dispatch_params_init(&dp);
-        dp.x = &x;
-        dp.topk_idx = &idx;
-        dp.topk_weights = &w;
-        dp.expert_alignment = s->alignment > 0 ? s->alignment : 1;
-        if (version == 1) dp.flags = MOEP_DISPATCH_REUSE_LAYOUT;
+        dev_tokens_free(&d);
+        dev_tokens_upload(s, &t, rank, &d);
+        d.dp.expert_alignment = s->alignment > 0 ? s->alignment : 1;
+        if (version == 1) d.dp.flags = MOEP_DISPATCH_REUSE_LAYOUT;
         moep_dispatch_result_t r;
-        st = moep_dispatch(comm, &dp, &h, &r);
+        st = moep_dispatch(comm, &d.dp, &h, &r);
         if (st != MOEP_OK) RANK_FAIL("dispatch v%d: %s %s", version, moep_status_name(st), moep_last_error());
         free_host(&hr);
         to_host(&r, s, &hr);
@@ -177,7 +184,8 @@ out:
     ep_tokens_free(&t);
     free(ey);
     free(out);
-    cudaFree(dx), cudaFree(didx), cudaFree(dw), cudaFree(dy), cudaFree(dout);
+    dev_tokens_free(&d);
+    cudaFree(dy), cudaFree(dout);
     moep_handle_destroy(h);
     moep_comm_destroy(comm);
     return rc;
