@@ -115,6 +115,23 @@ static void on_peer_error(void *arg, ucp_ep_h ep, ucs_status_t status) {
                 ucs_status_string(status));
 }
 
+/* Whether the endpoint's active messages go through one of UCX's shared-
+ * memory FIFOs (posix, sysv, xpmem). ucp_ep_print_info is the only public
+ * view of an endpoint's lanes; if its text is not understood the answer is
+ * no, which only gives up the flush that recv_test does for such peers. */
+static int ep_uses_shm_fifo(ucp_ep_h ep) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (f == NULL) return 0;
+    ucp_ep_print_info(ep, f);
+    fclose(f);
+    int shm = text != NULL && (strstr(text, "posix/") != NULL || strstr(text, "sysv/") != NULL ||
+                               strstr(text, "xpmem/") != NULL);
+    free(text);
+    return shm;
+}
+
 static moep_status_t ucx_connect_all(void *tctx, const void *addrs, size_t addr_len) {
     MOEP_CHECK_ARG("ucx connect_all", tctx);
     MOEP_CHECK_ARG("ucx connect_all", addrs);
@@ -159,6 +176,9 @@ static moep_status_t ucx_connect_all(void *tctx, const void *addrs, size_t addr_
             snprintf(what, sizeof what, "connect_all: endpoint to rank %d", (int)r);
             return ucx_status(s, what);
         }
+        p->shm_fifo = ep_uses_shm_fifo(p->ep);
+        MOEP_LOG_AT(MOEP_LOG_DEBUG, "ucx: rank %d -> rank %d: shared-memory FIFO %s", (int)ctx->rank,
+                    (int)r, p->shm_fifo ? "yes" : "no");
     }
     return MOEP_OK;
 }

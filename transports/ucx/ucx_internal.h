@@ -14,6 +14,7 @@ typedef struct ucx_peer {
     int32_t rank;
     ucp_ep_h ep;
     ucs_status_t failed; /* UCS_OK until the error handler fires */
+    int shm_fifo;        /* active messages go through a shared-memory FIFO (see recv_test) */
 } ucx_peer_t;
 
 struct ucx_ctx {
@@ -30,6 +31,8 @@ struct ucx_ctx {
 typedef struct ucx_req {
     int is_send;
     int32_t peer;
+    size_t length;   /* a completed receive's length, kept while flush runs */
+    void *flush;     /* a completed receive's endpoint flush, NULL until started */
 } ucx_req_t;
 
 /* The one place that maps ucs_status_t to moep_status_t, recording the
