@@ -1,6 +1,7 @@
-/* The one exchange pattern dispatch and combine use: an all-to-all-v of
- * byte blocks over the transport (one or more parts posted together, each
- * with its own tag), self blocks copied, bounded by the timeout. */
+/* The exchange patterns dispatch and combine use: a list of tagged messages
+ * posted together and waited for within the timeout, and on top of it an
+ * all-to-all-v of byte blocks (one or more parts, each with its own tag,
+ * self blocks copied while the transfers run). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,35 +19,70 @@ moep_status_t moep__buf_reserve(const char *fn, void **buf, size_t *cap, size_t 
     return MOEP_OK;
 }
 
-/* Post the receives then the sends of every part; staggered peer order
- * spreads the load. reqs/peers: [nparts][2R], receives first. */
-static moep_status_t post_all(moep_comm_t *c, const moep_a2a_part_t *parts, int nparts, void **reqs,
-                              int32_t *peers, uint64_t *wire) {
-    int32_t R = c->world_size, me = c->rank;
-    for (int p = 0; p < nparts; p++) {
-        const moep_a2a_part_t *pt = &parts[p];
-        void **rq = reqs + (size_t)p * 2 * R;
-        int32_t *pr = peers + (size_t)p * 2 * R;
-        for (int32_t i = 1; i < R; i++) {
-            int32_t peer = (me + R - i) % R;
-            pr[peer] = peer;
-            MOEP_TRY(c->vt->irecv(c->tctx, peer, pt->tag, pt->recv_buf + pt->recv_off[peer],
-                                  pt->recv_bytes[peer], NULL, &rq[peer]));
-        }
-    }
-    for (int p = 0; p < nparts; p++) {
-        const moep_a2a_part_t *pt = &parts[p];
-        void **rq = reqs + (size_t)p * 2 * R;
-        int32_t *pr = peers + (size_t)p * 2 * R;
-        for (int32_t i = 1; i < R; i++) {
-            int32_t peer = (me + i) % R;
-            pr[R + peer] = peer;
-            MOEP_TRY(c->vt->isend(c->tctx, peer, pt->tag, pt->send_buf + pt->send_off[peer],
-                                  pt->send_bytes[peer], NULL, &rq[R + peer]));
-            *wire += pt->send_bytes[peer];
+/* Post the receives, then the sends. */
+static moep_status_t post_msgs(moep_comm_t *c, const moep_msg_t *msgs, int nrecv, int nsend,
+                               void **reqs, int32_t *peers, uint64_t *wire) {
+    for (int i = 0; i < nrecv + nsend; i++) {
+        const moep_msg_t *m = &msgs[i];
+        peers[i] = m->peer;
+        if (i < nrecv) {
+            MOEP_TRY(c->vt->irecv(c->tctx, m->peer, m->tag, m->buf, m->bytes, NULL, &reqs[i]));
+        } else {
+            MOEP_TRY(c->vt->isend(c->tctx, m->peer, m->tag, m->buf, m->bytes, NULL, &reqs[i]));
+            *wire += m->bytes;
         }
     }
     return MOEP_OK;
+}
+
+static moep_status_t check_lengths(moep_comm_t *c, const char *fn, const moep_msg_t *msgs,
+                                   int nrecv, const size_t *lens) {
+    for (int i = 0; i < nrecv; i++)
+        if (lens[i] != msgs[i].bytes)
+            return moep__comm_fail(c, MOEP_ERR_PROTOCOL, "%s: rank %d sent %zu bytes, expected %zu",
+                                   fn, msgs[i].peer, lens[i], msgs[i].bytes);
+    return MOEP_OK;
+}
+
+moep_status_t moep__exchange(moep_comm_t *c, const char *fn, const moep_msg_t *msgs, int nrecv,
+                             int nsend, moep_overlap_fn overlap, void *overlap_arg,
+                             uint64_t *wire_bytes_p) {
+    size_t n = (size_t)(nrecv + nsend);
+    void **reqs = calloc(n + 1, sizeof(void *));
+    int32_t *peers = calloc(n + 1, sizeof(int32_t));
+    size_t *lens = calloc(n + 1, sizeof(size_t));
+    if (reqs == NULL || peers == NULL || lens == NULL) {
+        free(reqs);
+        free(peers);
+        free(lens);
+        return moep__comm_fail(c, MOEP_ERR_NO_MEMORY, "%s: out of memory", fn);
+    }
+    double deadline = moep__now_ms() + c->timeout_ms;
+    uint64_t wire = 0;
+    moep_status_t st = post_msgs(c, msgs, nrecv, nsend, reqs, peers, &wire);
+    if (st != MOEP_OK) {
+        moep__comm_fail(c, st, "%s: posting transfers failed: %s", fn, moep_last_error());
+    } else {
+        if (overlap != NULL) st = overlap(c, fn, overlap_arg); /* while the transfers run */
+        char err[256] = "";
+        moep_status_t wst = moep__transport_wait(c->vt, c->tctx, reqs, peers, (int)n, deadline, lens,
+                                                 err, sizeof err);
+        if (wst != MOEP_OK)
+            st = moep__comm_fail(c, wst, "%s (rank %d): %s", fn, c->rank, err);
+        else if (st == MOEP_OK)
+            st = check_lengths(c, fn, msgs, nrecv, lens);
+    }
+    if (st != MOEP_OK) {
+        /* Requests may still be in flight: the comm cannot be trusted any more. */
+        for (size_t i = 0; i < n; i++)
+            if (reqs[i] != NULL) c->vt->cancel(c->tctx, reqs[i]);
+        c->broken = true;
+    }
+    if (wire_bytes_p) *wire_bytes_p = wire;
+    free(reqs);
+    free(peers);
+    free(lens);
+    return st;
 }
 
 static moep_status_t copy_self(moep_comm_t *c, const char *fn, const moep_a2a_part_t *parts,
@@ -62,53 +98,46 @@ static moep_status_t copy_self(moep_comm_t *c, const char *fn, const moep_a2a_pa
     return MOEP_OK;
 }
 
-static moep_status_t check_lengths(moep_comm_t *c, const char *fn, const moep_a2a_part_t *parts,
-                                   int nparts, const size_t *lens) {
-    int32_t R = c->world_size;
+typedef struct self_copy {
+    const moep_a2a_part_t *parts;
+    int nparts;
+} self_copy_t;
+
+static moep_status_t copy_self_cb(moep_comm_t *c, const char *fn, void *arg) {
+    const self_copy_t *sc = arg;
+    return copy_self(c, fn, sc->parts, sc->nparts);
+}
+
+/* Every part's receives, then every part's sends; staggered peer order
+ * spreads the load. */
+static int parts_to_msgs(const moep_comm_t *c, const moep_a2a_part_t *parts, int nparts,
+                         moep_msg_t *msgs) {
+    int32_t R = c->world_size, me = c->rank;
+    int n = 0;
     for (int p = 0; p < nparts; p++)
-        for (int32_t r = 0; r < R; r++)
-            if (r != c->rank && lens[(size_t)p * 2 * R + r] != parts[p].recv_bytes[r])
-                return moep__comm_fail(c, MOEP_ERR_PROTOCOL, "%s: rank %d sent %zu bytes, expected %zu",
-                                       fn, r, lens[(size_t)p * 2 * R + r], parts[p].recv_bytes[r]);
-    return MOEP_OK;
+        for (int32_t i = 1; i < R; i++) {
+            int32_t peer = (me + R - i) % R;
+            msgs[n++] = (moep_msg_t){peer, parts[p].tag, parts[p].recv_buf + parts[p].recv_off[peer],
+                                     parts[p].recv_bytes[peer]};
+        }
+    for (int p = 0; p < nparts; p++)
+        for (int32_t i = 1; i < R; i++) {
+            int32_t peer = (me + i) % R;
+            msgs[n++] = (moep_msg_t){peer, parts[p].tag,
+                                     (uint8_t *)parts[p].send_buf + parts[p].send_off[peer],
+                                     parts[p].send_bytes[peer]};
+        }
+    return n;
 }
 
 moep_status_t moep__alltoallv(moep_comm_t *c, const char *fn, const moep_a2a_part_t *parts,
                               int nparts, uint64_t *wire_bytes_p) {
-    size_t n = (size_t)nparts * 2 * (size_t)c->world_size;
-    void **reqs = calloc(n, sizeof(void *));
-    int32_t *peers = calloc(n, sizeof(int32_t));
-    size_t *lens = calloc(n, sizeof(size_t));
-    if (reqs == NULL || peers == NULL || lens == NULL) {
-        free(reqs);
-        free(peers);
-        free(lens);
-        return moep__comm_fail(c, MOEP_ERR_NO_MEMORY, "%s: out of memory", fn);
-    }
-    double deadline = moep__now_ms() + c->timeout_ms;
-    uint64_t wire = 0;
-    moep_status_t st = post_all(c, parts, nparts, reqs, peers, &wire);
-    if (st != MOEP_OK) {
-        moep__comm_fail(c, st, "%s: posting transfers failed: %s", fn, moep_last_error());
-    } else {
-        st = copy_self(c, fn, parts, nparts); /* overlaps with the transfers */
-        char err[256] = "";
-        moep_status_t wst = moep__transport_wait(c->vt, c->tctx, reqs, peers, (int)n, deadline, lens,
-                                                 err, sizeof err);
-        if (wst != MOEP_OK)
-            st = moep__comm_fail(c, wst, "%s (rank %d): %s", fn, c->rank, err);
-        else if (st == MOEP_OK)
-            st = check_lengths(c, fn, parts, nparts, lens);
-    }
-    if (st != MOEP_OK) {
-        /* Requests may still be in flight: the comm cannot be trusted any more. */
-        for (size_t i = 0; i < n; i++)
-            if (reqs[i] != NULL) c->vt->cancel(c->tctx, reqs[i]);
-        c->broken = true;
-    }
-    if (wire_bytes_p) *wire_bytes_p = wire;
-    free(reqs);
-    free(peers);
-    free(lens);
+    int per_side = nparts * (c->world_size - 1);
+    moep_msg_t *msgs = calloc((size_t)(2 * per_side) + 1, sizeof *msgs);
+    if (msgs == NULL) return moep__comm_fail(c, MOEP_ERR_NO_MEMORY, "%s: out of memory", fn);
+    parts_to_msgs(c, parts, nparts, msgs);
+    self_copy_t sc = {parts, nparts};
+    moep_status_t st = moep__exchange(c, fn, msgs, per_side, per_side, copy_self_cb, &sc, wire_bytes_p);
+    free(msgs);
     return st;
 }

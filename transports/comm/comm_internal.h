@@ -38,7 +38,13 @@ moep_status_t moep__comm_check_usable(moep_comm_t *c, const char *fn);
 #define MOEP_OMP_MIN_WORK (1 << 16)
 
 /* Tags: one sequence number per collective call, a kind in the low byte. */
-enum { MOEP_TAG_COUNTS = 1, MOEP_TAG_DISPATCH = 2, MOEP_TAG_COMBINE = 3, MOEP_TAG_DISPATCH_META = 4 };
+enum { MOEP_TAG_COUNTS = 1, MOEP_TAG_DISPATCH = 2, MOEP_TAG_COMBINE = 3, MOEP_TAG_DISPATCH_META = 4,
+       MOEP_TAG_DISPATCH_RUN = 0x10 /* + run index, < MOEP_DIRECT_MAX_RUNS */ };
+
+/* A cached dispatch sends a peer's rows straight from x, one message per
+ * run of consecutive tokens, when they form at most this many runs;
+ * otherwise it packs them into one message. */
+#define MOEP_DIRECT_MAX_RUNS 16
 static inline uint64_t moep__tag(uint64_t seq, int kind) {
     return ((seq & 0xffffffffffull) << 8) | (uint64_t)kind;
 }
@@ -61,6 +67,28 @@ typedef struct moep_a2a_part {
 moep_status_t moep__alltoallv(moep_comm_t *c, const char *fn, const moep_a2a_part_t *parts,
                               int nparts, uint64_t *wire_bytes_p);
 
+/* One message of an exchange: `bytes` to or from `peer` under `tag`. */
+typedef struct moep_msg {
+    int32_t peer;
+    uint64_t tag;
+    uint8_t *buf;
+    size_t bytes;
+} moep_msg_t;
+
+/* Local work run after posting, while the transfers are in flight. */
+typedef moep_status_t (*moep_overlap_fn)(moep_comm_t *c, const char *fn, void *arg);
+
+/*
+ * Post msgs[0, nrecv) as receives and the next nsend as sends, run
+ * `overlap` (may be NULL), then wait for all of them or the comm's timeout;
+ * every receive must get exactly its `bytes`. On failure the rest is
+ * cancelled and the comm marked broken. *wire_bytes_p (may be NULL) gets
+ * the bytes sent.
+ */
+moep_status_t moep__exchange(moep_comm_t *c, const char *fn, const moep_msg_t *msgs, int nrecv,
+                             int nsend, moep_overlap_fn overlap, void *overlap_arg,
+                             uint64_t *wire_bytes_p);
+
 /* Grow a 64-byte-aligned buffer to at least `need` bytes (contents dropped). */
 moep_status_t moep__buf_reserve(const char *fn, void **buf, size_t *cap, size_t need);
 
@@ -78,6 +106,14 @@ typedef struct moep_dispatch_header {
     int64_t num_tokens; /* tokens the sender sends to the receiver */
 } moep_dispatch_header_t;
 
+/* Runs of consecutive tokens in each peer's block of rows. */
+typedef struct moep_row_runs {
+    int64_t *first;       /* first row of each run: token in x (sends) or row of recv_x (receives) */
+    int64_t *rows;        /* rows of each run */
+    int64_t *peer_offset; /* [R+1] peer r's runs are [peer_offset[r], peer_offset[r+1]) */
+    size_t cap;           /* bytes of first and of rows */
+} moep_row_runs_t;
+
 #define MOEP_DISPATCH_MAGIC 0x4d4f4550u /* "MOEP" */
 #define MOEP_DISPATCH_VERSION 1u
 
@@ -89,7 +125,7 @@ struct moep_handle {
     moep_dtype_t dtype, wire_dtype;
     int32_t alignment;
     size_t wire_row_bytes; /* x row on the wire (FP8: values + scales) */
-    size_t meta_row_bytes; /* ids + weights, sent with fresh dispatches only */
+    size_t meta_row_bytes; /* ids + weights + source token, sent with fresh dispatches only */
     size_t id_bytes;       /* 2 (int16) when every expert id fits, else 4 */
     /* per peer, in tokens */
     int64_t *send_count, *recv_count, *recv_offset; /* [R], [R], [R+1] */
@@ -100,7 +136,10 @@ struct moep_handle {
     int32_t *recv_local_idx; /* [num_recv, k] */
     float *recv_weight;      /* [num_recv, k] */
     int32_t *recv_src;       /* [num_recv] */
+    int32_t *recv_src_token; /* [num_recv] the token's index on its home rank */
     size_t recv_meta_cap;
+    /* runs of the x rows sent to / received from each peer (cached dispatches) */
+    moep_row_runs_t send_runs, recv_runs;
     /* expert-major */
     int64_t *tokens_per_local_expert; /* [L] */
     int64_t *expert_offset;           /* [L+1] */
@@ -119,6 +158,15 @@ struct moep_handle {
     uint64_t dispatch_wire_bytes, combine_wire_bytes;
     struct moep__gpu_handle *gpu; /* device buffers of a GPU dispatch (CUDA build) */
 };
+
+/* dispatch_direct.c: cached dispatches without the pack copy. */
+moep_status_t moep__runs_find(moep_comm_t *c, moep_handle_t *h);
+bool moep__runs_direct(const moep_handle_t *h, const moep_row_runs_t *runs, int32_t peer);
+void moep__runs_free(moep_row_runs_t *runs);
+/* The x rows of a cached dispatch with the wire in x's dtype: runs straight
+ * from x (read only) to recv_x, other peers' blocks from send_buf. */
+moep_status_t moep__dispatch_cached_exchange(moep_comm_t *c, moep_handle_t *h, const uint8_t *x,
+                                             moep_overlap_fn overlap, void *overlap_arg);
 
 #ifdef MOEP_HAVE_CUDA
 /* GPU path (transports/comm/cuda/): device comms route here. */

@@ -3,8 +3,11 @@
  * then lay the received tokens out expert-major for the grouped FFN.
  *
  * Fresh dispatch:  layout -> per-peer headers (counts + shape check) ->
- *                  payload (x row on the wire + global ids + weights).
- * Cached dispatch: payload of x rows only, counts and ids from the handle.
+ *                  payload (x row on the wire + global ids + weights +
+ *                  the token's index at home, which gives the runs).
+ * Cached dispatch: payload of x rows only, counts and ids from the handle;
+ *                  runs of consecutive tokens go straight from x
+ *                  (dispatch_direct.c).
  */
 #include <math.h>
 #include <omp.h>
@@ -181,18 +184,20 @@ static uint8_t *slot_row(const moep_handle_t *h, int64_t s, bool meta) {
     return (uint8_t *)(meta ? h->send_meta : h->send_buf) + (size_t)s * bytes;
 }
 
-/* Fill the send buffers: one x row (and on fresh dispatches one meta row of
- * ids + weights) per (token, destination rank) slot. */
-static void pack(moep_handle_t *h, const moep_dispatch_params_t *p, bool fresh) {
+/* Fill rank r's block of the send buffers: one x row (and on fresh
+ * dispatches one meta row of ids + weights + token index) per slot. */
+static void pack_block(moep_handle_t *h, const moep_dispatch_params_t *p, bool fresh, int32_t r) {
     const moep_layout_t *lay = h->layout;
     const uint8_t *x = p->x->data;
     size_t x_row = (size_t)h->hidden * moep__dtype_size(h->dtype);
     size_t scratch_n = moep__act_wire_scratch(h->hidden), k4 = (size_t)h->top_k * 4;
-#pragma omp parallel if (lay->num_slots * h->hidden > MOEP_OMP_MIN_WORK)
+    size_t ids_weights = (size_t)h->top_k * h->id_bytes + k4;
+    int64_t first = lay->rank_offset[r], end = lay->rank_offset[r + 1];
+#pragma omp parallel if ((end - first) * h->hidden > MOEP_OMP_MIN_WORK)
     {
         float *scratch = h->scratch + (size_t)omp_get_thread_num() * scratch_n;
 #pragma omp for schedule(static)
-        for (int64_t s = 0; s < lay->num_slots; s++) {
+        for (int64_t s = first; s < end; s++) {
             int32_t t = lay->slot_token[s];
             /* cannot fail: FP8 inputs were checked finite before the headers went out */
             (void)moep__act_wire_encode(x + (size_t)t * x_row, h->dtype, h->hidden, h->wire_dtype,
@@ -203,9 +208,32 @@ static void pack(moep_handle_t *h, const moep_dispatch_params_t *p, bool fresh) 
                 pack_ids(ids, h->top_k, h->id_bytes, meta);
                 memcpy(meta + (size_t)h->top_k * h->id_bytes,
                        (const float *)p->topk_weights->data + (size_t)t * h->top_k, k4);
+                memcpy(meta + ids_weights, &t, 4);
             }
         }
     }
+}
+
+/* Every block that travels packed; the own block too unless own_later. */
+static void pack(moep_handle_t *h, const moep_dispatch_params_t *p, bool fresh, bool own_later) {
+    for (int32_t r = 0; r < h->comm->world_size; r++) {
+        if (r == h->comm->rank && own_later) continue;
+        if (!fresh && moep__runs_direct(h, &h->send_runs, r)) continue; /* sent from x */
+        pack_block(h, p, fresh, r);
+    }
+}
+
+typedef struct own_block {
+    moep_handle_t *h;
+    const moep_dispatch_params_t *p;
+} own_block_t;
+
+/* A cached dispatch copies its own rows while its peers' transfers run. */
+static moep_status_t pack_own_block(moep_comm_t *c, const char *fn, void *arg) {
+    (void)fn;
+    own_block_t *o = arg;
+    pack_block(o->h, o->p, false, c->rank);
+    return MOEP_OK;
 }
 
 /* Received rows -> recv_x (decoded unless they arrived there directly), and
@@ -227,6 +255,7 @@ static void unpack(moep_comm_t *c, moep_handle_t *h, bool fresh) {
             if (!fresh) continue;
             const uint8_t *meta = (const uint8_t *)h->recv_meta + (size_t)i * h->meta_row_bytes;
             memcpy(h->recv_weight + (size_t)i * k, meta + (size_t)k * h->id_bytes, k4);
+            memcpy(&h->recv_src_token[i], meta + (size_t)k * h->id_bytes + k4, 4);
             for (int32_t j = 0; j < k; j++) {
                 int32_t e = unpack_id(meta, j, h->id_bytes);
                 /* ids were range-checked by the sender's layout; re-check: the wire is input */
@@ -307,6 +336,8 @@ static moep_status_t reserve_buffers(moep_handle_t *h, bool fresh) {
         MOEP_TRY(moep__buf_reserve(FN, (void **)&h->recv_weight, &cap, nk * 4));
         cap = h->recv_meta_cap;
         MOEP_TRY(moep__buf_reserve(FN, (void **)&h->recv_src, &cap, nk * 4));
+        cap = h->recv_meta_cap;
+        MOEP_TRY(moep__buf_reserve(FN, (void **)&h->recv_src_token, &cap, nk * 4));
         h->recv_meta_cap = cap;
     }
     return MOEP_OK;
@@ -387,6 +418,7 @@ moep_status_t moep_dispatch(moep_comm_t *c, const moep_dispatch_params_t *params
     moep_dtype_t wire = p.wire_dtype;
     MOEP_TRY(check_wire(p.x->dtype, &wire));
     if (reuse) MOEP_TRY(validate_reuse(*handle_p, &p, wire));
+    bool direct = reuse && wire == p.x->dtype; /* rows can go straight from x */
 
     moep_handle_t *h = *handle_p;
     bool created = false;
@@ -408,7 +440,7 @@ moep_status_t moep_dispatch(moep_comm_t *c, const moep_dispatch_params_t *params
         h->alignment = p.expert_alignment;
         h->wire_row_bytes = moep__act_wire_row_bytes(wire, h->hidden);
         h->id_bytes = c->num_experts <= INT16_MAX ? 2 : 4;
-        h->meta_row_bytes = (size_t)h->top_k * (h->id_bytes + 4);
+        h->meta_row_bytes = (size_t)h->top_k * (h->id_bytes + 4) + 4; /* + token index */
         st = prepare_fresh(c, h, &p);
         t_layout = moep__now_ms();
     }
@@ -418,17 +450,22 @@ moep_status_t moep_dispatch(moep_comm_t *c, const moep_dispatch_params_t *params
             h->recv_offset[r + 1] = h->recv_offset[r] + h->recv_count[r];
         h->num_recv = h->recv_offset[c->world_size];
         st = reserve_buffers(h, !reuse);
-        if (st == MOEP_OK) pack(h, &p, !reuse);
+        if (st == MOEP_OK) pack(h, &p, !reuse, direct);
         /* failing here, after the counts went out, leaves the peers waiting
          * for a payload that will not come: the communicator is out of step */
         if (st != MOEP_OK) c->broken = true;
     }
     t_pack = moep__now_ms();
-    if (st == MOEP_OK) st = exchange_payload(c, h, !reuse);
+    own_block_t own = {h, &p};
+    if (st == MOEP_OK && direct)
+        st = moep__dispatch_cached_exchange(c, h, p.x->data, pack_own_block, &own);
+    else if (st == MOEP_OK)
+        st = exchange_payload(c, h, !reuse);
     t_wire = moep__now_ms();
     if (st == MOEP_OK) {
         unpack(c, h, !reuse);
         if (!reuse) st = plan_expert_rows(c, h);
+        if (!reuse && st == MOEP_OK) st = moep__runs_find(c, h);
     }
     bool want_expert_x = (p.flags & MOEP_DISPATCH_NO_EXPERT_X) == 0;
     if (st == MOEP_OK && want_expert_x)

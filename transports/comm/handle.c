@@ -40,6 +40,9 @@ void moep_handle_destroy(moep_handle_t *h) {
     free(h->recv_local_idx);
     free(h->recv_weight);
     free(h->recv_src);
+    free(h->recv_src_token);
+    moep__runs_free(&h->send_runs);
+    moep__runs_free(&h->recv_runs);
     free(h->tokens_per_local_expert);
     free(h->expert_offset);
     free(h->expert_x);
