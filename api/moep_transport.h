@@ -27,6 +27,10 @@ extern "C" {
 #define MOEP_CAP_TAGGED (1ull << 2)         /* isend/irecv with tags */
 #define MOEP_CAP_STREAM_ORDERED (1ull << 3) /* alltoallv on a stream (NCCL) */
 #define MOEP_CAP_MULTI_PROCESS (1ull << 4)  /* ranks may be separate processes */
+/* Every peer is reached through shared memory and a large message moves with
+ * one copy (valid after connect_all): many messages per peer then cost little
+ * more than one, so a cached dispatch sends rows straight from x. */
+#define MOEP_CAP_SINGLE_COPY (1ull << 5)
 
 /* Longest address get_addr may return. */
 #define MOEP_TRANSPORT_ADDR_MAX 8192

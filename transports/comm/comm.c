@@ -145,6 +145,11 @@ moep_status_t moep_comm_create(const moep_comm_params_t *params, const moep_boot
         };
         st = moep__transport_open(p.transport, &args, &c->vt, &c->tctx);
     }
+    if (st == MOEP_OK) {
+        moep_transport_props_t props = {0};
+        c->single_copy = c->vt->get_props(c->tctx, &props) == MOEP_OK &&
+                         (props.caps & MOEP_CAP_SINGLE_COPY) != 0;
+    }
 #ifdef MOEP_HAVE_CUDA
     if (st == MOEP_OK && c->device == MOEP_DEVICE_CUDA) st = moep__gpu_comm_init(c);
 #endif

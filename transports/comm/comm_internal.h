@@ -20,6 +20,7 @@ struct moep_comm {
     void *tctx;
     uint64_t seq;              /* collective-call counter, equal on every rank */
     bool broken;               /* a collective failed half-way: only destroy is valid */
+    bool single_copy;          /* the transport has MOEP_CAP_SINGLE_COPY */
     char last_error[512];
     moep_device_t device;      /* where dispatch/combine buffers live */
     int32_t device_id;
@@ -102,7 +103,7 @@ typedef struct moep_dispatch_header {
     int32_t dtype;
     int32_t wire_dtype;
     int32_t status;     /* the sender's local result: non-OK stops every rank */
-    int32_t reserved;
+    int32_t flags;      /* MOEP_DISPATCH_HEADER_* */
     int64_t num_tokens; /* tokens the sender sends to the receiver */
 } moep_dispatch_header_t;
 
@@ -115,6 +116,9 @@ typedef struct moep_row_runs {
 } moep_row_runs_t;
 
 #define MOEP_DISPATCH_MAGIC 0x4d4f4550u /* "MOEP" */
+/* The sender's transport has MOEP_CAP_SINGLE_COPY: a pair of ranks uses
+ * run messages (dispatch_direct.c) only when both ends say so. */
+#define MOEP_DISPATCH_HEADER_DIRECT_RUNS 1
 #define MOEP_DISPATCH_VERSION 1u
 
 struct moep_handle {
@@ -140,6 +144,7 @@ struct moep_handle {
     size_t recv_meta_cap;
     /* runs of the x rows sent to / received from each peer (cached dispatches) */
     moep_row_runs_t send_runs, recv_runs;
+    bool *peer_direct; /* [R] both ends of the pair with this peer take run messages */
     /* expert-major */
     int64_t *tokens_per_local_expert; /* [L] */
     int64_t *expert_offset;           /* [L+1] */

@@ -77,7 +77,9 @@ static moep_status_t exchange_headers(moep_comm_t *c, moep_handle_t *h, moep_sta
     for (int32_t r = 0; st == MOEP_OK && r < R; r++) {
         out[r] = (moep_dispatch_header_t){MOEP_DISPATCH_MAGIC, MOEP_DISPATCH_VERSION, h->hidden,
                                           h->top_k, (int32_t)h->dtype, (int32_t)h->wire_dtype,
-                                          (int32_t)local, 0, h->send_count[r]};
+                                          (int32_t)local,
+                                          c->single_copy ? MOEP_DISPATCH_HEADER_DIRECT_RUNS : 0,
+                                          h->send_count[r]};
         off[r] = (size_t)r * sizeof *out;
         len[r] = sizeof *out;
     }
@@ -107,6 +109,7 @@ static moep_status_t exchange_headers(moep_comm_t *c, moep_handle_t *h, moep_sta
                                  moep_dtype_name(h->dtype), moep_dtype_name(h->wire_dtype));
         } else {
             h->recv_count[r] = m->num_tokens;
+            h->peer_direct[r] = c->single_copy && (m->flags & MOEP_DISPATCH_HEADER_DIRECT_RUNS) != 0;
         }
     }
     free(out);

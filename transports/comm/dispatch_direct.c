@@ -68,7 +68,9 @@ moep_status_t moep__runs_find(moep_comm_t *c, moep_handle_t *h) {
 /* Both ends decide alike: the sender from its layout, the receiver from the
  * token indices that came with the fresh dispatch. */
 bool moep__runs_direct(const moep_handle_t *h, const moep_row_runs_t *runs, int32_t peer) {
-    if (peer == h->comm->rank || h->wire_dtype != h->dtype || runs->peer_offset == NULL) return false;
+    if (peer == h->comm->rank || !h->peer_direct[peer] || h->wire_dtype != h->dtype ||
+        runs->peer_offset == NULL)
+        return false;
     return runs->peer_offset[peer + 1] - runs->peer_offset[peer] <= MOEP_DIRECT_MAX_RUNS;
 }
 

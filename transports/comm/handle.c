@@ -11,9 +11,10 @@ moep_status_t moep__handle_create(moep_comm_t *c, moep_handle_t **h_p) {
     h->send_count = moep__calloc("moep_dispatch", (size_t)R, sizeof(int64_t));
     h->recv_count = moep__calloc("moep_dispatch", (size_t)R, sizeof(int64_t));
     h->recv_offset = moep__calloc("moep_dispatch", (size_t)R + 1, sizeof(int64_t));
+    h->peer_direct = moep__calloc("moep_dispatch", (size_t)R, sizeof(bool));
     h->tokens_per_local_expert = moep__calloc("moep_dispatch", (size_t)L + 1, sizeof(int64_t));
     h->expert_offset = moep__calloc("moep_dispatch", (size_t)L + 1, sizeof(int64_t));
-    if (!h->send_count || !h->recv_count || !h->recv_offset || !h->tokens_per_local_expert ||
+    if (!h->send_count || !h->recv_count || !h->recv_offset || !h->peer_direct || !h->tokens_per_local_expert ||
         !h->expert_offset) {
         moep_handle_destroy(h);
         return MOEP_ERR_NO_MEMORY;
@@ -36,6 +37,7 @@ void moep_handle_destroy(moep_handle_t *h) {
     free(h->send_count);
     free(h->recv_count);
     free(h->recv_offset);
+    free(h->peer_direct);
     free(h->recv_x);
     free(h->recv_local_idx);
     free(h->recv_weight);

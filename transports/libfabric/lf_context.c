@@ -136,6 +136,8 @@ static moep_status_t lf_get_props(void *tctx, moep_transport_props_t *props) {
     MOEP_CHECK_ARG("libfabric get_props", props);
     lf_ctx_t *ctx = tctx;
     props->caps = MOEP_CAP_HOST_MEM | MOEP_CAP_TAGGED | MOEP_CAP_MULTI_PROCESS;
+    if (strcmp(ctx->info->fabric_attr->prov_name, "shm") == 0) /* CMA for large messages */
+        props->caps |= MOEP_CAP_SINGLE_COPY;
     snprintf(props->detail, sizeof props->detail, "libfabric %u.%u prov=%s%s",
              FI_MAJOR(fi_version()), FI_MINOR(fi_version()), ctx->info->fabric_attr->prov_name,
              ctx->delivery_complete ? " delivery_complete" : "");

@@ -118,7 +118,7 @@ static moep_status_t local_finalize(void *tctx) {
 static moep_status_t local_get_props(void *tctx, moep_transport_props_t *props) {
     MOEP_CHECK_ARG("local get_props", tctx);
     MOEP_CHECK_ARG("local get_props", props);
-    props->caps = MOEP_CAP_HOST_MEM | MOEP_CAP_TAGGED;
+    props->caps = MOEP_CAP_HOST_MEM | MOEP_CAP_TAGGED | MOEP_CAP_SINGLE_COPY; /* one memcpy */
     snprintf(props->detail, sizeof props->detail, "threads of pid %ld", (long)getpid());
     return MOEP_OK;
 }

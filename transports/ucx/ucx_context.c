@@ -77,11 +77,20 @@ fail:
     return st;
 }
 
+/* Connected, and every other rank behind a shared-memory FIFO (UCX then
+ * moves large messages by CMA rendezvous, one copy). */
+static int all_peers_shm(const ucx_ctx_t *ctx) {
+    for (int32_t r = 0; r < ctx->world_size; r++)
+        if (r != ctx->rank && (ctx->peers[r].ep == NULL || !ctx->peers[r].shm_fifo)) return 0;
+    return 1;
+}
+
 static moep_status_t ucx_get_props(void *tctx, moep_transport_props_t *props) {
     MOEP_CHECK_ARG("ucx get_props", tctx);
     MOEP_CHECK_ARG("ucx get_props", props);
     ucx_ctx_t *ctx = tctx;
     props->caps = MOEP_CAP_HOST_MEM | MOEP_CAP_TAGGED | MOEP_CAP_MULTI_PROCESS;
+    if (all_peers_shm(ctx)) props->caps |= MOEP_CAP_SINGLE_COPY;
     snprintf(props->detail, sizeof props->detail, "ucx %s tls=%s", ucp_get_version_string(),
              ctx->tls);
     return MOEP_OK;
