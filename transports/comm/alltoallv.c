@@ -19,17 +19,15 @@ moep_status_t moep__buf_reserve(const char *fn, void **buf, size_t *cap, size_t 
     return MOEP_OK;
 }
 
-/* Post the receives, then the sends, each filled just before it is posted. */
+/* Post the receives, then the sends. */
 static moep_status_t post_msgs(moep_comm_t *c, const moep_msg_t *msgs, int nrecv, int nsend,
-                               moep_fill_fn fill, void *arg, void **reqs, int32_t *peers,
-                               uint64_t *wire) {
+                               void **reqs, int32_t *peers, uint64_t *wire) {
     for (int i = 0; i < nrecv + nsend; i++) {
         const moep_msg_t *m = &msgs[i];
         peers[i] = m->peer;
         if (i < nrecv) {
             MOEP_TRY(c->vt->irecv(c->tctx, m->peer, m->tag, m->buf, m->bytes, NULL, &reqs[i]));
         } else {
-            if (fill != NULL) MOEP_TRY(fill(c, m, arg));
             MOEP_TRY(c->vt->isend(c->tctx, m->peer, m->tag, m->buf, m->bytes, NULL, &reqs[i]));
             *wire += m->bytes;
         }
@@ -47,7 +45,7 @@ static moep_status_t check_lengths(moep_comm_t *c, const char *fn, const moep_ms
 }
 
 moep_status_t moep__exchange(moep_comm_t *c, const char *fn, const moep_msg_t *msgs, int nrecv,
-                             int nsend, moep_fill_fn fill, moep_overlap_fn overlap, void *arg,
+                             int nsend, moep_overlap_fn overlap, void *overlap_arg,
                              uint64_t *wire_bytes_p) {
     size_t n = (size_t)(nrecv + nsend);
     void **reqs = calloc(n + 1, sizeof(void *));
@@ -61,11 +59,11 @@ moep_status_t moep__exchange(moep_comm_t *c, const char *fn, const moep_msg_t *m
     }
     double deadline = moep__now_ms() + c->timeout_ms;
     uint64_t wire = 0;
-    moep_status_t st = post_msgs(c, msgs, nrecv, nsend, fill, arg, reqs, peers, &wire);
+    moep_status_t st = post_msgs(c, msgs, nrecv, nsend, reqs, peers, &wire);
     if (st != MOEP_OK) {
         moep__comm_fail(c, st, "%s: posting transfers failed: %s", fn, moep_last_error());
     } else {
-        if (overlap != NULL) st = overlap(c, fn, arg); /* while the transfers run */
+        if (overlap != NULL) st = overlap(c, fn, overlap_arg); /* while the transfers run */
         char err[256] = "";
         moep_status_t wst = moep__transport_wait(c->vt, c->tctx, reqs, peers, (int)n, deadline, lens,
                                                  err, sizeof err);
@@ -139,8 +137,7 @@ moep_status_t moep__alltoallv(moep_comm_t *c, const char *fn, const moep_a2a_par
     if (msgs == NULL) return moep__comm_fail(c, MOEP_ERR_NO_MEMORY, "%s: out of memory", fn);
     parts_to_msgs(c, parts, nparts, msgs);
     self_copy_t sc = {parts, nparts};
-    moep_status_t st =
-        moep__exchange(c, fn, msgs, per_side, per_side, NULL, copy_self_cb, &sc, wire_bytes_p);
+    moep_status_t st = moep__exchange(c, fn, msgs, per_side, per_side, copy_self_cb, &sc, wire_bytes_p);
     free(msgs);
     return st;
 }

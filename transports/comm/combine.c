@@ -43,17 +43,16 @@ static uint8_t *partial_row(const moep_handle_t *h, int64_t i, size_t row_bytes)
     return (uint8_t *)h->send_buf + (size_t)i * row_bytes;
 }
 
-/* Partial sums of the tokens received from rank r (receive order). */
-static void reduce_local(const moep_handle_t *h, const moep_tensor_t *y, size_t row_bytes, int32_t r) {
+/* Partial sums of received tokens, in receive order (grouped by home rank). */
+static void reduce_local(const moep_handle_t *h, const moep_tensor_t *y, size_t row_bytes) {
     int32_t H = h->hidden, k = h->top_k;
     moep_dtype_t yt = y->dtype;
     size_t y_row = (size_t)H * moep__dtype_size(yt);
-    int64_t lo = h->recv_offset[r], hi = h->recv_offset[r + 1];
-#pragma omp parallel if ((hi - lo) * H > MOEP_OMP_MIN_WORK)
+#pragma omp parallel if (h->num_recv * H > MOEP_OMP_MIN_WORK)
     {
         float *acc = h->scratch + (size_t)omp_get_thread_num() * 2 * (size_t)H;
 #pragma omp for schedule(static)
-        for (int64_t i = lo; i < hi; i++) {
+        for (int64_t i = 0; i < h->num_recv; i++) {
             bool first = true;
             for (int32_t j = 0; j < k; j++) {
                 int64_t row = h->slot_expert_row[(size_t)i * k + j];
@@ -102,55 +101,6 @@ static void reduce_home(const moep_handle_t *h, moep_dtype_t wire, moep_tensor_t
     }
 }
 
-typedef struct local_partials {
-    const moep_handle_t *h;
-    const moep_tensor_t *y;
-    size_t row_bytes;
-    double ms; /* time spent reducing */
-} local_partials_t;
-
-/* A peer's partials are reduced right before its send is posted, so the
- * peers pull the first blocks while the later ones are reduced. */
-static moep_status_t reduce_for_send(moep_comm_t *c, const moep_msg_t *send, void *arg) {
-    (void)c;
-    local_partials_t *lp = arg;
-    double t0 = moep__now_ms();
-    reduce_local(lp->h, lp->y, lp->row_bytes, send->peer);
-    lp->ms += moep__now_ms() - t0;
-    return MOEP_OK;
-}
-
-/* This rank's own partials (written in place) while the transfers run. */
-static moep_status_t reduce_own(moep_comm_t *c, const char *fn, void *arg) {
-    (void)fn;
-    local_partials_t *lp = arg;
-    double t0 = moep__now_ms();
-    reduce_local(lp->h, lp->y, lp->row_bytes, c->rank);
-    lp->ms += moep__now_ms() - t0;
-    return MOEP_OK;
-}
-
-/* Receives of every peer's partials of our tokens, then the sends of the
- * partials of theirs, staggered peer order (as moep__alltoallv). */
-static void combine_msgs(const moep_comm_t *c, const moep_handle_t *h, size_t row_bytes,
-                         moep_msg_t *msgs) {
-    int32_t R = c->world_size, me = c->rank;
-    int n = 0;
-    uint64_t tag = moep__tag(c->seq, MOEP_TAG_COMBINE);
-    for (int32_t i = 1; i < R; i++) {
-        int32_t peer = (me + R - i) % R;
-        msgs[n++] = (moep_msg_t){peer, tag,
-                                 (uint8_t *)h->recv_buf + (size_t)h->layout->rank_offset[peer] * row_bytes,
-                                 (size_t)h->send_count[peer] * row_bytes};
-    }
-    for (int32_t i = 1; i < R; i++) {
-        int32_t peer = (me + i) % R;
-        msgs[n++] = (moep_msg_t){peer, tag,
-                                 (uint8_t *)h->send_buf + (size_t)h->recv_offset[peer] * row_bytes,
-                                 (size_t)h->recv_count[peer] * row_bytes};
-    }
-}
-
 moep_status_t moep_combine(moep_comm_t *c, const moep_combine_params_t *params, moep_handle_t *h) {
     MOEP_TRY(moep__comm_check_usable(c, FN));
     MOEP_CHECK_ARG(FN, h);
@@ -177,21 +127,30 @@ moep_status_t moep_combine(moep_comm_t *c, const moep_combine_params_t *params, 
     if (st == MOEP_OK)
         st = moep__buf_reserve(FN, &h->recv_buf, &h->recv_cap,
                                (size_t)h->layout->num_slots * row_bytes);
-    moep_msg_t *msgs = st == MOEP_OK ? calloc((size_t)(2 * (R - 1)) + 1, sizeof *msgs) : NULL;
-    if (st == MOEP_OK && msgs == NULL) st = moep__fail(MOEP_ERR_NO_MEMORY, "%s: oom", FN);
-    local_partials_t lp = {h, p.expert_y, row_bytes, 0};
+    size_t *v = st == MOEP_OK ? calloc((size_t)R * 4, sizeof(size_t)) : NULL;
+    if (st == MOEP_OK && v == NULL) st = moep__fail(MOEP_ERR_NO_MEMORY, "%s: oom", FN);
     if (st != MOEP_OK) {
         c->broken = true; /* peers are about to send to us */
     } else {
-        combine_msgs(c, h, row_bytes, msgs);
-        st = moep__exchange(c, FN, msgs, R - 1, R - 1, reduce_for_send, reduce_own, &lp,
-                            &h->combine_wire_bytes);
-        t_reduce = lp.ms;
+        size_t *soff = v, *slen = v + R, *roff = v + 2 * R, *rlen = v + 3 * R;
+        double t0 = moep__now_ms();
+        reduce_local(h, p.expert_y, row_bytes);
+        t_reduce = moep__now_ms() - t0;
+        for (int32_t r = 0; r < R; r++) {
+            soff[r] = (size_t)h->recv_offset[r] * row_bytes;
+            slen[r] = (size_t)h->recv_count[r] * row_bytes;
+            roff[r] = (size_t)h->layout->rank_offset[r] * row_bytes;
+            rlen[r] = (size_t)h->send_count[r] * row_bytes;
+        }
+        slen[c->rank] = rlen[c->rank] = 0; /* own partials were written in place */
+        moep_a2a_part_t part = {moep__tag(c->seq, MOEP_TAG_COMBINE), h->send_buf, soff, slen,
+                                h->recv_buf, roff, rlen};
+        st = moep__alltoallv(c, FN, &part, 1, &h->combine_wire_bytes);
     }
     double t1 = moep__now_ms();
     if (st == MOEP_OK) reduce_home(h, wire, p.out, p.accumulate != 0, row_bytes);
     MOEP_LOG_AT(MOEP_LOG_DEBUG, "combine rank %d: local reduce %.3f ms, wire %.3f, home reduce %.3f",
                 c->rank, t_reduce, t1 - t_start - t_reduce, moep__now_ms() - t1);
-    free(msgs);
+    free(v);
     return st;
 }

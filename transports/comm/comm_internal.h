@@ -78,19 +78,16 @@ typedef struct moep_msg {
 
 /* Local work run after posting, while the transfers are in flight. */
 typedef moep_status_t (*moep_overlap_fn)(moep_comm_t *c, const char *fn, void *arg);
-/* Fill a send's buffer right before it is posted (earlier sends already run). */
-typedef moep_status_t (*moep_fill_fn)(moep_comm_t *c, const moep_msg_t *send, void *arg);
 
 /*
- * Post msgs[0, nrecv) as receives and the next nsend as sends (each filled
- * by `fill` first when non-NULL), run `overlap` (may be NULL), then wait for
- * all of them or the comm's timeout;
+ * Post msgs[0, nrecv) as receives and the next nsend as sends, run
+ * `overlap` (may be NULL), then wait for all of them or the comm's timeout;
  * every receive must get exactly its `bytes`. On failure the rest is
  * cancelled and the comm marked broken. *wire_bytes_p (may be NULL) gets
  * the bytes sent.
  */
 moep_status_t moep__exchange(moep_comm_t *c, const char *fn, const moep_msg_t *msgs, int nrecv,
-                             int nsend, moep_fill_fn fill, moep_overlap_fn overlap, void *arg,
+                             int nsend, moep_overlap_fn overlap, void *overlap_arg,
                              uint64_t *wire_bytes_p);
 
 /* Grow a 64-byte-aligned buffer to at least `need` bytes (contents dropped). */

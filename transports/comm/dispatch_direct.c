@@ -118,7 +118,7 @@ moep_status_t moep__dispatch_cached_exchange(moep_comm_t *c, moep_handle_t *h, c
         uint8_t *block = (uint8_t *)h->send_buf + (size_t)h->layout->rank_offset[peer] * h->wire_row_bytes;
         n += add_msgs(h, &h->send_runs, peer, c->seq, (uint8_t *)x, block, h->send_count[peer], msgs + n);
     }
-    moep_status_t st = moep__exchange(c, FN, msgs, nrecv, nsend, NULL, overlap, overlap_arg,
+    moep_status_t st = moep__exchange(c, FN, msgs, nrecv, nsend, overlap, overlap_arg,
                                       &h->dispatch_wire_bytes);
     free(msgs);
     return st;
