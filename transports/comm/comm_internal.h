@@ -40,14 +40,23 @@ moep_status_t moep__comm_check_usable(moep_comm_t *c, const char *fn);
 
 /* Tags: one sequence number per collective call, a kind in the low byte. */
 enum { MOEP_TAG_COUNTS = 1, MOEP_TAG_DISPATCH = 2, MOEP_TAG_COMBINE = 3, MOEP_TAG_DISPATCH_META = 4,
-       MOEP_TAG_DISPATCH_RUN = 0x10 /* + run index, < MOEP_DIRECT_MAX_RUNS */ };
+       MOEP_TAG_DISPATCH_RUN = 5 };
 
 /* A cached dispatch sends a peer's rows straight from x, one message per
- * run of consecutive tokens, when they form at most this many runs;
- * otherwise it packs them into one message. */
-#define MOEP_DIRECT_MAX_RUNS 16
+ * run of consecutive tokens, as long as a rank posts at most this many run
+ * messages per side: MOEP_DIRECT_MAX_MSGS / (R - 1) runs per peer, else
+ * that peer's rows go packed in one message. Many runs are fine (on 2
+ * cores, ~160 runs of ~11 rows per peer still beat the pack copy by a
+ * quarter), but libfabric's shm provider refused ~960 sends posted at once
+ * (its queue depth) and took ~480. */
+#define MOEP_DIRECT_MAX_MSGS 384
 static inline uint64_t moep__tag(uint64_t seq, int kind) {
     return ((seq & 0xffffffffffull) << 8) | (uint64_t)kind;
+}
+/* Run j of a cached dispatch: 24 bits of the sequence number are plenty,
+ * as only consecutive calls can have messages in flight together. */
+static inline uint64_t moep__run_tag(uint64_t seq, int64_t j) {
+    return ((seq & 0xffffffull) << 24) | ((uint64_t)j << 8) | MOEP_TAG_DISPATCH_RUN;
 }
 
 /*

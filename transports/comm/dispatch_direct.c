@@ -5,8 +5,8 @@
  * A cached dispatch then sends each run straight from x into its place in
  * the receiver's recv_x, one message per run under its own tag: the
  * transport moves each byte once, as MPI_Alltoallv does. A pair with more
- * than MOEP_DIRECT_MAX_RUNS runs (many small messages cost more than the
- * copy they save) keeps the packed single message.
+ * runs than its share of MOEP_DIRECT_MAX_MSGS keeps the packed single
+ * message.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -71,7 +71,8 @@ bool moep__runs_direct(const moep_handle_t *h, const moep_row_runs_t *runs, int3
     if (peer == h->comm->rank || !h->peer_direct[peer] || h->wire_dtype != h->dtype ||
         runs->peer_offset == NULL)
         return false;
-    return runs->peer_offset[peer + 1] - runs->peer_offset[peer] <= MOEP_DIRECT_MAX_RUNS;
+    int32_t peers = h->comm->world_size - 1; /* >= 1: peer is not this rank */
+    return runs->peer_offset[peer + 1] - runs->peer_offset[peer] <= MOEP_DIRECT_MAX_MSGS / peers;
 }
 
 static int msgs_to(const moep_handle_t *h, const moep_row_runs_t *runs, int32_t peer) {
@@ -90,7 +91,7 @@ static int add_msgs(const moep_handle_t *h, const moep_row_runs_t *runs, int32_t
     }
     int n = 0;
     for (int64_t j = runs->peer_offset[peer]; j < runs->peer_offset[peer + 1]; j++, n++)
-        out[n] = (moep_msg_t){peer, moep__tag(seq, MOEP_TAG_DISPATCH_RUN + n),
+        out[n] = (moep_msg_t){peer, moep__run_tag(seq, n),
                               run_base + (size_t)runs->first[j] * row, (size_t)runs->rows[j] * row};
     return n;
 }
