@@ -70,6 +70,14 @@ MOEP_API moep_status_t moep_bootstrap_tcp_create(const moep_tcp_bootstrap_params
  * Errors: MOEP_ERR_INVALID_ARG (NULL), MOEP_ERR_SYSTEM (socket errors). */
 MOEP_API moep_status_t moep_tcp_free_loopback_port(int32_t *port_p);
 
+/* Rank `rank` of `world_size` over the TCP rendezvous at 127.0.0.1:port
+ * (the other fields as moep_tcp_bootstrap_params_init leaves them; timeout_ms
+ * <= 0: MOEP_TIMEOUT_MS, else 30 s). For launching ranks on one machine.
+ * Errors: as moep_bootstrap_tcp_create; MOEP_ERR_INVALID_ARG for a port
+ * outside 1..65535. */
+MOEP_API moep_status_t moep_bootstrap_tcp_loopback(int32_t rank, int32_t world_size, int32_t port,
+                                                   int32_t timeout_ms, moep_bootstrap_t **bs_p);
+
 /* MPI bootstrap over `mpi_comm` (a pointer to an MPI_Comm; NULL = MPI_COMM_WORLD).
  * MPI must be initialised by the caller. MOEP_ERR_UNSUPPORTED if built without MPI. */
 MOEP_API moep_status_t moep_bootstrap_mpi_create(void *mpi_comm, moep_bootstrap_t **bs_p);

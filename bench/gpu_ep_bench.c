@@ -234,15 +234,8 @@ int main(int argc, char **argv) {
             rank_out_t o;
             memset(&o, 0, sizeof o);
             o.rank = r;
-            char addr[64];
-            snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
-            moep_tcp_bootstrap_params_t bp;
-            moep_tcp_bootstrap_params_init(&bp);
-            bp.rank = r;
-            bp.world_size = op.ranks;
-            bp.addr = addr;
             moep_bootstrap_t *bs = NULL;
-            if (moep_bootstrap_tcp_create(&bp, &bs) == MOEP_OK) run_rank(&op, bs, &o);
+            if (moep_bootstrap_tcp_loopback(r, op.ranks, port, 0, &bs) == MOEP_OK) run_rank(&op, bs, &o);
             else snprintf(o.err, sizeof o.err, "bootstrap: %s", moep_last_error());
             ssize_t n = write(fds[1], &o, sizeof o);
             moep_bootstrap_destroy(bs);

@@ -58,15 +58,8 @@ static void child_rank(const bench_options_t *o, int32_t rank, int port, int out
     bench_result_t r;
     memset(&r, 0, sizeof r);
     r.rank = rank;
-    char addr[64];
-    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
-    moep_tcp_bootstrap_params_t bp;
-    moep_tcp_bootstrap_params_init(&bp);
-    bp.rank = rank;
-    bp.world_size = o->ranks;
-    bp.addr = addr;
     moep_bootstrap_t *bs = NULL;
-    moep_status_t st = moep_bootstrap_tcp_create(&bp, &bs);
+    moep_status_t st = moep_bootstrap_tcp_loopback(rank, o->ranks, port, 0, &bs);
     if (st != MOEP_OK) {
         r.status = st;
         snprintf(r.error, sizeof r.error, "bootstrap: %s", moep_last_error());

@@ -78,8 +78,17 @@ START_TEST(comm_create_errors) {
     moep_comm_destroy(NULL); /* no-op */
     int32_t port = -1;
     ck_assert_status(moep_tcp_free_loopback_port(NULL), MOEP_ERR_INVALID_ARG);
+    moep_bootstrap_t *lbs = NULL;
+    ck_assert_status(moep_bootstrap_tcp_loopback(0, 1, 0, 0, &lbs), MOEP_ERR_INVALID_ARG);
+    ck_assert_status(moep_bootstrap_tcp_loopback(0, 1, 70000, 0, &lbs), MOEP_ERR_INVALID_ARG);
+    ck_assert_status(moep_bootstrap_tcp_loopback(2, 1, 5000, 0, &lbs), MOEP_ERR_INVALID_ARG);
+    ck_assert_ptr_null(lbs);
     ck_assert_ok(moep_tcp_free_loopback_port(&port));
     ck_assert_int_gt(port, 0);
+    ck_assert_ok(moep_bootstrap_tcp_loopback(0, 1, port, 5000, &lbs)); /* a world of one */
+    ck_assert_ptr_nonnull(lbs);
+    ck_assert_int_eq(lbs->world_size, 1);
+    moep_bootstrap_destroy(lbs);
     ck_assert_int_eq(moep_comm_rank(NULL), -1);
     ck_assert_str_eq(moep_comm_last_error(NULL), "");
 }

@@ -112,16 +112,8 @@ static void child_main(const harness_config_t *cfg, int rank, int world, int por
                        void *arg, int timeout_s, int fd) {
     for (int i = 0; cfg->env[i] != NULL; i++) putenv((char *)cfg->env[i]);
     child_report_t rep = {rank, 0, ""};
-    char addr[64];
-    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
-    moep_tcp_bootstrap_params_t bp;
-    moep_tcp_bootstrap_params_init(&bp);
-    bp.rank = rank;
-    bp.world_size = world;
-    bp.addr = addr;
-    bp.timeout_ms = timeout_s * 1000;
     moep_bootstrap_t *bs = NULL;
-    if (moep_bootstrap_tcp_create(&bp, &bs) != MOEP_OK) {
+    if (moep_bootstrap_tcp_loopback(rank, world, port, timeout_s * 1000, &bs) != MOEP_OK) {
         rep.rc = 1;
         snprintf(rep.err, sizeof rep.err, "tcp bootstrap: %s", moep_last_error());
     } else {
