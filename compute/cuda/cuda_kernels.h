@@ -70,7 +70,7 @@ typedef struct moep__cuda_header_args {
     int32_t hidden, top_k, dtype, wire_dtype;
     int32_t status_if_bad; /* status to announce when *bad != 0 */
     int32_t num_experts, num_ranks;
-    int32_t num_tokens; /* the sender's T, in the header's reserved field */
+    int32_t num_tokens; /* the sender's T, in the header's aux field */
     size_t msg_bytes; /* per peer */
 } moep__cuda_header_args_t;
 int moep__cuda_write_headers(const moep__cuda_header_args_t *a, const int64_t *rank_count,

@@ -112,7 +112,7 @@ typedef struct moep_dispatch_header {
     int32_t dtype;
     int32_t wire_dtype;
     int32_t status;     /* the sender's local result: non-OK stops every rank */
-    int32_t reserved;   /* CPU path: MOEP_DISPATCH_HEADER_* flags; GPU path: the sender's T */
+    int32_t aux;        /* CPU path: MOEP_DISPATCH_HEADER_* flags; GPU path: the sender's T */
     int64_t num_tokens; /* tokens the sender sends to the receiver */
 } moep_dispatch_header_t;
 

@@ -109,7 +109,7 @@ static moep_status_t exchange_headers(moep_comm_t *c, moep_handle_t *h, moep_sta
                                  moep_dtype_name(h->dtype), moep_dtype_name(h->wire_dtype));
         } else {
             h->recv_count[r] = m->num_tokens;
-            h->peer_direct[r] = c->single_copy && (m->reserved & MOEP_DISPATCH_HEADER_DIRECT_RUNS) != 0;
+            h->peer_direct[r] = c->single_copy && (m->aux & MOEP_DISPATCH_HEADER_DIRECT_RUNS) != 0;
         }
     }
     free(out);

@@ -181,7 +181,7 @@ static int64_t max_tokens(const moep_comm_t *c, const moep_handle_t *h, const st
     for (int32_t r = 0; r < c->world_size; r++) {
         const moep_dispatch_header_t *hd =
             (const moep_dispatch_header_t *)(sg->msgs + (size_t)r * h->gpu->msg_bytes);
-        if (hd->reserved > m) m = hd->reserved; /* GPU path: the sender's T */
+        if (hd->aux > m) m = hd->aux; /* GPU path: the sender's T */
     }
     return m;
 }
