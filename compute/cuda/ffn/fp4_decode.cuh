@@ -1,43 +1,58 @@
 /*
- * FP4 (E2M1) -> f16 in registers, exact. Eight codes of one 32-bit word
- * (element n in nibble n, low nibble first) become four f16x2 words; word c
- * holds elements (c, c + 4). The magnitude's f16 high byte comes from an
- * 8-entry byte table through PRMT (the f16 low byte of every E2M1 value is
- * 0, and table entry 0 is 0x00, so selector nibble 0 gives the low byte);
- * the sign bits are moved into place.
+ * FP4 (E2M1) -> f16 in registers, exact, by bit placement ("exponent trick").
+ *
+ * An E2M1 code is s e1 e0 m0 (value (-1)^s 2^(e-1) (1 + m0/2) for e = e1e0 > 0,
+ * (-1)^s m0/2 for e = 0). Put e1 e0 m0 at f16 bits 11..9 (exponent field
+ * 000e1e0, top mantissa bit m0) and s at bit 15: the f16 is exactly
+ * value * 2^-14 for all 16 codes (e = 0 lands on the f16 subnormals 0 and
+ * 2^-15, also exact). The 2^14 goes into the block-scale multiply (HMUL2),
+ * see moep__mx_factor and the NVFP4 note in fp4_ffn.cu.
+ *
+ * Eight codes of one 32-bit word (element n in nibble n, low nibble first)
+ * become four f16x2 words; word c holds elements (c, c + 4), whose nibbles
+ * sit 16 bits apart, so one shift + mask places both halves. A nibble's sign
+ * must land 6 bits above its m0 but sits 3 above it, so two spread words are
+ * made first (one bit-select each): E has the even nibbles' magnitudes in
+ * place and their signs 3 bits higher (over the odd nibble's bits, which E
+ * does not need), O the odd nibbles' magnitudes 3 bits lower under their
+ * signs. Then out[c] = (E or O shifted) & 0x8E008E00. 11 integer instructions
+ * per word (2 shifts + 2 LOP3 for E, O; 3 shifts + 4 LOP3 for the outputs).
+ * Checked on the CPU against the exact values for all 2^32 words.
  */
 #ifndef MOEP_FP4_DECODE_CUH
 #define MOEP_FP4_DECODE_CUH
 
 #include <stdint.h>
 
-/* f16 high bytes of E2M1 magnitudes {0, .5, 1, 1.5, 2, 3, 4, 6}. */
-#define MOEP__E2M1_F16HI_LO 0x3E3C3800u
-#define MOEP__E2M1_F16HI_HI 0x46444240u
-
-__device__ __forceinline__ void moep__e2m1x8_to_f16(uint32_t w, uint32_t tlo, uint32_t thi,
-                                                    uint32_t out[4]) {
-    const uint32_t w2 = __byte_perm(w, 0, 0x3120); /* nibbles 0 1 4 5 2 3 6 7 */
-    out[0] = __byte_perm(tlo, thi, (w2 << 4) & 0x7070u) | ((w << 12) & 0x80008000u);
-    out[1] = __byte_perm(tlo, thi, w2 & 0x7070u) | ((w << 8) & 0x80008000u);
-    out[2] = __byte_perm(tlo, thi, (w2 >> 12) & 0x7070u) | ((w << 4) & 0x80008000u);
-    out[3] = __byte_perm(tlo, thi, (w2 >> 16) & 0x7070u) | (w & 0x80008000u);
+/* out[c] = f16x2 (element c, element c + 4) * 2^-14, exactly. */
+__device__ __forceinline__ void moep__e2m1x8_to_f16s(uint32_t w, uint32_t out[4]) {
+    const uint32_t m = 0x8E008E00u; /* sign bit 15, magnitude bits 11..9 of each half */
+    /* even nibbles 0 2 4 6: magnitude at 8k..8k+2, sign at 8k+6 */
+    const uint32_t e = (w & 0x07070707u) | ((w << 3) & ~0x07070707u);
+    /* odd nibbles 1 3 5 7: magnitude at 8k+1..8k+3, sign at 8k+7 */
+    const uint32_t o = ((w >> 3) & 0x0E0E0E0Eu) | (w & ~0x0E0E0E0Eu);
+    out[0] = (e << 9) & m;
+    out[1] = (o << 8) & m;
+    out[2] = (e << 1) & m;
+    out[3] = o & m;
 }
 
 /*
- * Tables for E2M1 * 2^x (MXFP4): x shifts the f16 exponent (4 in the high
- * byte per step), exact while every product stays a normal f16: x in
- * [-13, 13]. Returns the extra factor (f16x2) for x < -13, else 0.
+ * MXFP4 block scale 2^x (E8M0 byte, x = e8m0 - 127) as f16x2 factors for the
+ * codes decoded above (value * 2^-14): value * 2^x = (value * 2^-14) * 2^(x+14).
+ * *f1 = 2^(min(x, 1) + 14): an f16 normal for x in [-28, 1], subnormal for
+ * [-38, -29] (one correctly rounded product, the same result as rounding
+ * value * 2^x to f16), 0 below -38 (every product rounds to 0 there).
+ * Returns a second factor for x > 1 (rare: weights of magnitude >= 8), else 0:
+ * after *f1 the value is value * 2, exact, then 2^(min(x, 13) - 1). x > 13 is
+ * clamped to 13 (6 * 2^14 overflows f16), as the table decode did.
  */
-__device__ __forceinline__ uint32_t moep__mx_tables(uint32_t e8m0, uint32_t *tlo, uint32_t *thi) {
-    int x = (int)e8m0 - 127;
-    int xc = x < -13 ? -13 : (x > 13 ? 13 : x);
-    *tlo = MOEP__E2M1_F16HI_LO + (uint32_t)(xc * 4) * 0x01010100u;
-    *thi = MOEP__E2M1_F16HI_HI + (uint32_t)(xc * 4) * 0x01010101u;
-    if (x >= -13) return 0;
-    int d = -13 - x; /* multiply by 2^-d: f16 normal to 2^-14, subnormal to 2^-24 */
-    uint32_t h = d <= 14 ? (uint32_t)(15 - d) << 10 : (d <= 24 ? 1u << (24 - d) : 0u);
-    return h | (h << 16);
+__device__ __forceinline__ uint32_t moep__mx_factor(uint32_t e8m0, uint32_t *f1) {
+    const int e = (int)e8m0;
+    const uint32_t h = e >= 99 ? (uint32_t)(min(e, 128) - 98) << 10 : (e >= 89 ? 1u << (e - 89) : 0u);
+    *f1 = h * 0x10001u;
+    const uint32_t g = e > 128 ? (uint32_t)(min(e, 140) - 113) << 10 : 0u;
+    return g * 0x10001u;
 }
 
 __device__ __forceinline__ uint32_t moep__hmul2(uint32_t a, uint32_t b) {

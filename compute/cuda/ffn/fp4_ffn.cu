@@ -8,7 +8,7 @@
  *     warp owns 16 rows of one matrix and the CTA's K slice. Per 128-wide K
  *     segment a lane loads 16 packed bytes (32 codes, one MX block / two NV
  *     blocks) of rows g and g+8 (ld.global.nc, L1::no_allocate), decodes them
- *     to f16 with the block scale folded in (exact) and feeds
+ *     to f16 by bit placement times the block scale (exact, fp4_decode.cuh) and feeds
  *     mma.m16n8k16 (weights = A, tokens = B, f32 accumulate). Loads run
  *     MOEP__F4_PF segments ahead in registers; the first ones are issued
  *     before x is staged. The K order inside a segment is permuted
@@ -244,6 +244,9 @@ __device__ __forceinline__ void moep__fp4_body(const moep__fp4_args_t &a,
                     cbase = seg;
                     next_stage += segc;
                 }
+                /* f16x2 block-scale factors for the codes decoded as value * 2^-14:
+                 * NV: words 0-1 / 2-3 of a row use its two E4M3 scales (tl / th);
+                 * MX: one factor (tl) and, for x > 1, a second one (fx). */
                 uint32_t tl[2], th[2], fx[2];
 #pragma unroll
                 for (int h = 0; h < 2; ++h) {
@@ -254,7 +257,8 @@ __device__ __forceinline__ void moep__fp4_body(const moep__fp4_args_t &a,
                         th[h] = (uint32_t)s2.y | ((uint32_t)s2.y << 16);
                         fx[h] = 0;
                     } else {
-                        fx[h] = moep__mx_tables(sr[u][h], &tl[h], &th[h]);
+                        fx[h] = moep__mx_factor(sr[u][h], &tl[h]);
+                        th[h] = tl[h];
                     }
                 }
                 const uint4 cur[2] = {wr[u][0], wr[u][1]};
@@ -267,17 +271,12 @@ __device__ __forceinline__ void moep__fp4_body(const moep__fp4_args_t &a,
                     for (int h = 0; h < 2; ++h) {
                         const uint4 v = cur[h];
                         const uint32_t wj = j == 0 ? v.x : (j == 1 ? v.y : (j == 2 ? v.z : v.w));
-                        if (NV) {
-                            moep__e2m1x8_to_f16(wj, MOEP__E2M1_F16HI_LO, MOEP__E2M1_F16HI_HI, A[h]);
+                        moep__e2m1x8_to_f16s(wj, A[h]);
 #pragma unroll
-                            for (int c = 0; c < 4; ++c)
-                                A[h][c] = moep__hmul2(A[h][c], j < 2 ? tl[h] : th[h]);
-                        } else {
-                            moep__e2m1x8_to_f16(wj, tl[h], th[h], A[h]);
-                            if (fx[h]) {
+                        for (int c = 0; c < 4; ++c) A[h][c] = moep__hmul2(A[h][c], j < 2 ? tl[h] : th[h]);
+                        if (!NV && fx[h]) {
 #pragma unroll
-                                for (int c = 0; c < 4; ++c) A[h][c] = moep__hmul2(A[h][c], fx[h]);
-                            }
+                            for (int c = 0; c < 4; ++c) A[h][c] = moep__hmul2(A[h][c], fx[h]);
                         }
                     }
 #pragma unroll
@@ -298,6 +297,14 @@ __device__ __forceinline__ void moep__fp4_body(const moep__fp4_args_t &a,
     }
 
     if (!wvalid) return;
+    /* NVFP4: A = (value * 2^-14) * scale, exact for every E4M3 scale (value *
+     * scale * 2^-14 >= 2^-24 lies on the f16 grid, <= 6 * 448 * 2^-14), so the
+     * mma sums are exactly 2^-14 times those of the unscaled weights (f32
+     * accumulation commutes with a power-of-2 factor while every product stays
+     * normal: here >= 2^-48); * 2^14 is exact in f32. The outputs were checked
+     * bit-identical to the table decode on an H200. (Folding 2^14 into the
+     * scale instead would overflow f16 for scales >= 4.) */
+    const float post = NV ? 16384.f : 1.f;
     if (GATEUP) {
         float *P = (float *)a.out + ((int64_t)blockIdx.y * a.n + tile.row_start) * vrows + r0;
 #pragma unroll
@@ -306,7 +313,7 @@ __device__ __forceinline__ void moep__fp4_body(const moep__fp4_args_t &a,
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
                 const int t = nt * 8 + 2 * q + (i & 1);
-                if (t < T) P[(int64_t)t * vrows + g + 8 * (i >> 1)] = acc[nt][i];
+                if (t < T) P[(int64_t)t * vrows + g + 8 * (i >> 1)] = __fmul_rn(acc[nt][i], post);
             }
         }
     } else {
@@ -318,7 +325,9 @@ __device__ __forceinline__ void moep__fp4_body(const moep__fp4_args_t &a,
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
                 const int t = nt * 8 + 2 * q + (i & 1);
-                if (t < T) y[(int64_t)t * rows + g + 8 * (i >> 1)] = __float2bfloat16_rn(acc[nt][i] * gs);
+                if (t < T)
+                    y[(int64_t)t * rows + g + 8 * (i >> 1)] =
+                        __float2bfloat16_rn(__fmul_rn(__fmul_rn(acc[nt][i], post), gs));
             }
         }
     }
