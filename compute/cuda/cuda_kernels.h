@@ -121,7 +121,17 @@ int moep__cuda_compact_rows(const void *pad, size_t row_bytes, int64_t cap, int3
  * padding rows up to expert_offset[L] (written here, within rows_cap). */
 int moep__cuda_expert_rows(const int32_t *local_idx, const moep__cuda_recv_rows_t *n, int32_t k,
                            int32_t L, const int64_t *expert_offset, int64_t rows_cap,
-                           int32_t *slot_row, int32_t *row_src, moep_stream_t stream);
+                           int32_t *slot_row, int32_t *row_src, int32_t *scratch,
+                           moep_stream_t stream);
+/* Device scratch moep__cuda_expert_rows needs for up to n_max_tokens received
+ * tokens (expert_rows.cu: a counting sort; NULL scratch or more than
+ * MOEP_EXPERT_ROWS_MAX_L local experts take a slower one-pass kernel). */
+#define MOEP_EXPERT_ROWS_MAX_L 1024
+size_t moep__cuda_expert_rows_scratch(int64_t n_max_tokens, int32_t k, int32_t L);
+int moep__cuda_expert_rows_sorted(const int32_t *local_idx, const moep__cuda_recv_rows_t *n, int32_t k,
+                                  int32_t L, const int64_t *expert_offset, int64_t rows_cap,
+                                  int32_t *slot_row, int32_t *row_src, int32_t *scratch,
+                                  moep_stream_t stream);
 /* expert_x[row] = recv_x[row_src[row]] or zeros. */
 int moep__cuda_gather_rows(const void *recv_x, size_t row_bytes, const int32_t *row_src,
                            int64_t rows, void *expert_x, moep_stream_t stream);

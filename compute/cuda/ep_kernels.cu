@@ -363,8 +363,11 @@ extern "C" int moep__cuda_compact_rows(const void *pad, size_t row_bytes, int64_
 extern "C" int moep__cuda_expert_rows(const int32_t *local_idx, const moep__cuda_recv_rows_t *n,
                                       int32_t k, int32_t L, const int64_t *expert_offset,
                                       int64_t rows_cap, int32_t *slot_row, int32_t *row_src,
-                                      moep_stream_t stream) {
+                                      int32_t *scratch, moep_stream_t stream) {
     if (n->max == 0 || L == 0) return cudaSuccess;
+    if (scratch != NULL && L <= MOEP_EXPERT_ROWS_MAX_L)
+        return moep__cuda_expert_rows_sorted(local_idx, n, k, L, expert_offset, rows_cap, slot_row,
+                                             row_src, scratch, stream);
     expert_rows_kernel<<<L, MOEP_SCAN_THREADS, 0, (cudaStream_t)stream>>>(
         local_idx, n->dev, n->max * k, k, expert_offset, rows_cap, slot_row, row_src);
     return cudaGetLastError();

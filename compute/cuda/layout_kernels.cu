@@ -10,25 +10,45 @@
 
 namespace {
 
+/* One thread per token. Counts go to a shared-memory histogram first (E
+ * experts then R ranks) when it fits, one global atomic per non-zero bin
+ * per block: 32K global atomics on 256 counters took 14 us at T = 4096. */
 __global__ void count_kernel(const int32_t *topk_idx, int64_t T, int32_t k, int32_t E, int32_t R,
                              const int32_t *expert_rank, uint8_t *flags, unsigned long long *rank_count,
-                             unsigned long long *expert_count, int32_t *bad) {
+                             unsigned long long *expert_count, int32_t *bad, bool local_hist) {
+    extern __shared__ unsigned int hist[]; /* [E + R] when local_hist */
+    if (local_hist) {
+        for (int32_t i = threadIdx.x; i < E + R; i += blockDim.x) hist[i] = 0;
+        __syncthreads();
+    }
     int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (t >= T) return;
-    for (int32_t j = 0; j < k; j++) {
+    for (int32_t j = 0; t < T && j < k; j++) {
         int32_t e = topk_idx[t * k + j];
         if (e == -1) continue;
         if (e < -1 || e >= E) {
             atomicAdd(bad, 1);
             continue;
         }
-        atomicAdd(&expert_count[e], 1ull);
         int32_t r = expert_rank[e];
         uint8_t *f = &flags[(int64_t)r * T + t];
-        if (*f == 0) {
-            *f = 1;
-            atomicAdd(&rank_count[r], 1ull);
+        bool first = *f == 0; /* a token's ids are walked by one thread: no race */
+        *f = 1;
+        if (local_hist) {
+            atomicAdd(&hist[e], 1u);
+            if (first) atomicAdd(&hist[E + r], 1u);
+        } else {
+            atomicAdd(&expert_count[e], 1ull);
+            if (first) atomicAdd(&rank_count[r], 1ull);
         }
+    }
+    if (!local_hist) return;
+    __syncthreads();
+    for (int32_t i = threadIdx.x; i < E + R; i += blockDim.x) {
+        if (hist[i] == 0) continue;
+        if (i < E)
+            atomicAdd(&expert_count[i], (unsigned long long)hist[i]);
+        else
+            atomicAdd(&rank_count[i - E], (unsigned long long)hist[i]);
     }
 }
 
@@ -79,9 +99,11 @@ extern "C" int moep__cuda_layout_count(const int32_t *topk_idx, int64_t T, int32
     if (e == cudaSuccess) e = cudaMemsetAsync(bad, 0, sizeof(int32_t), s);
     if (e == cudaSuccess && T > 0) e = cudaMemsetAsync(flags, 0, (size_t)T * (size_t)R, s);
     if (e != cudaSuccess || T == 0) return e;
-    count_kernel<<<(unsigned)((T + 255) / 256), 256, 0, s>>>(
+    size_t hist = (size_t)(E + R) * sizeof(unsigned int);
+    bool local_hist = hist <= 32768;
+    count_kernel<<<(unsigned)((T + 127) / 128), 128, local_hist ? hist : 0, s>>>(
         topk_idx, T, k, E, R, expert_rank, flags, (unsigned long long *)rank_count,
-        (unsigned long long *)expert_count, bad);
+        (unsigned long long *)expert_count, bad, local_hist);
     return cudaGetLastError();
 }
 

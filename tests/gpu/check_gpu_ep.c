@@ -231,6 +231,20 @@ START_TEST(ep_bad_id_then_ok) {
 }
 END_TEST
 
+/* Blocks of more than 1 MB in pieces (MOEP_GPU_CHUNK_MB is read when the
+ * comm is made, in the rank processes the harness forks): the pipelined
+ * exchanges, with blocks of different sizes in the two directions (Zipf,
+ * 8192 vs 4096 tokens) so that a pair's piece counts differ. */
+START_TEST(ep_pipelined) {
+    if (gpu_skip(2, "ep_pipelined")) return;
+    setenv("MOEP_GPU_CHUNK_MB", "1", 1);
+    run(ROUTE_RANDOM, 8192, 8192, 512, 128);
+    run(ROUTE_ZIPF, 8192, 4096, 256, 64);
+    run(ROUTE_RANDOM, 3000, 5000, 1024, 1);
+    unsetenv("MOEP_GPU_CHUNK_MB");
+}
+END_TEST
+
 Suite *moep_check_gpu_ep_suite(void) {
     Suite *s = suite_create("gpu_ep");
     TCase *tc = tcase_create("nccl");
@@ -238,6 +252,7 @@ Suite *moep_check_gpu_ep_suite(void) {
     tcase_add_test(tc, ep_random);
     tcase_add_test(tc, ep_skewed);
     tcase_add_test(tc, ep_bad_id_then_ok);
+    tcase_add_test(tc, ep_pipelined);
     suite_add_tcase(s, tc);
     return s;
 }

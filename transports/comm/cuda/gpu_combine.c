@@ -4,8 +4,11 @@
  * the partials go home over the stream-ordered alltoallv; the home rank
  * adds them in rank order in f32. No host synchronisation.
  * The partials of our own tokens skip the transport: a side stream reduces
- * them straight into the receive buffer while the comm's stream reduces
- * the peers' partials and the transport moves them.
+ * them straight into the receive buffer while the transport moves the
+ * peers'. Large blocks are pipelined (moep__gpu_pair_chunks): the side
+ * stream reduces each peer block piece by piece and the comm's stream sends
+ * a piece as soon as it is reduced, so the transfer of piece i overlaps the
+ * reduction of piece i + 1 instead of waiting for all of them.
  */
 #include <string.h>
 
@@ -27,8 +30,8 @@ static int reduce_range(const moep_handle_t *h, const moep_combine_params_t *p, 
 /* The peers' tokens (before and after ours in receive order) first, into
  * partial_send; then ours straight into partial_recv, on the side stream
  * (overlapping the transport) when they are large enough to pay for it. */
-static moep_status_t reduce_local(moep_comm_t *c, moep_handle_t *h, const moep_combine_params_t *p,
-                                  size_t row, bool *forked) {
+static moep_status_t reduce_then_send(moep_comm_t *c, moep_handle_t *h, const moep_combine_params_t *p,
+                                      size_t row) {
     struct moep__gpu_handle *g = h->gpu;
     int32_t me = c->rank;
     int64_t lo = h->recv_offset[me], hi = h->recv_offset[me + 1];
@@ -38,10 +41,69 @@ static moep_status_t reduce_local(moep_comm_t *c, moep_handle_t *h, const moep_c
     MOEP_TRY(moep__cuda_check(c, FN, err, "combine kernel (experts)"));
     bool overlap = (size_t)(hi - lo) * row >= ((size_t)8 << 20);
     if (overlap) MOEP_TRY(moep__gpu_fork(c, FN));
-    *forked = overlap;
     err = reduce_range(h, p, lo, hi, (uint8_t *)g->partial_recv.p + (size_t)g->rank_offset[me] * row,
                        overlap ? c->gpu->side : s);
-    return moep__cuda_check(c, FN, err, "combine kernel (experts)");
+    MOEP_TRY(moep__cuda_check(c, FN, err, "combine kernel (experts)"));
+    MOEP_TRY(moep__gpu_alltoallv_rows(c, FN, g->partial_send.p, h->recv_count, h->recv_offset,
+                                      g->partial_recv.p, h->send_count, g->rank_offset, row,
+                                      &h->combine_wire_bytes));
+    return overlap ? moep__gpu_join(c, FN) : MOEP_OK;
+}
+
+/* The pipeline: piece i of every peer block is reduced on the side stream
+ * and sent on the comm's stream once it is ready; our own rows are reduced
+ * last, on the side stream, while the last pieces travel. Piece i of the
+ * block we send to peer q covers the same rows as q's piece i of the block
+ * it receives from us (both split recv_count / send_count alike). */
+static moep_status_t reduce_pipelined(moep_comm_t *c, moep_handle_t *h, const moep_combine_params_t *p,
+                                      size_t row, int32_t pieces) {
+    struct moep__gpu_handle *g = h->gpu;
+    int32_t R = c->world_size, me = c->rank;
+    int64_t *v = c->gpu->row_tmp; /* [0, 4R) */
+    int64_t *scnt = v, *soff = v + R, *rcnt = v + 2 * R, *roff = v + 3 * R;
+    cudaStream_t side = c->gpu->side;
+    MOEP_TRY(moep__gpu_fork(c, FN));
+    for (int32_t i = 0; i < pieces; i++) {
+        for (int32_t q = 0; q < R; q++) {
+            scnt[q] = rcnt[q] = 0;
+            soff[q] = roff[q] = 0;
+            if (q == me) continue;
+            int64_t n = h->recv_count[q], m = h->send_count[q];
+            int32_t ns = moep__gpu_pair_chunks(c, n, row), nr = moep__gpu_pair_chunks(c, m, row);
+            int64_t lo = moep__gpu_chunk_lo(n, i, ns), hi = moep__gpu_chunk_lo(n, i + 1, ns);
+            soff[q] = h->recv_offset[q] + lo;
+            scnt[q] = hi - lo;
+            roff[q] = g->rank_offset[q] + moep__gpu_chunk_lo(m, i, nr);
+            rcnt[q] = moep__gpu_chunk_lo(m, i + 1, nr) - moep__gpu_chunk_lo(m, i, nr);
+            int err = reduce_range(h, p, soff[q], soff[q] + scnt[q],
+                                   (uint8_t *)g->partial_send.p + (size_t)soff[q] * row, side);
+            MOEP_TRY(moep__cuda_check(c, FN, err, "combine kernel (experts)"));
+        }
+        cudaError_t e = cudaEventRecord(c->gpu->chunk_ready[i], side);
+        if (e == cudaSuccess)
+            e = cudaStreamWaitEvent((cudaStream_t)c->gpu->stream, c->gpu->chunk_ready[i], 0);
+        MOEP_TRY(moep__cuda_check(c, FN, e, "combine pipeline event"));
+        MOEP_TRY(moep__gpu_alltoallv_rows(c, FN, g->partial_send.p, scnt, soff, g->partial_recv.p,
+                                          rcnt, roff, row, &h->combine_wire_bytes));
+    }
+    int64_t lo = h->recv_offset[me], hi = h->recv_offset[me + 1];
+    int err = reduce_range(h, p, lo, hi, (uint8_t *)g->partial_recv.p + (size_t)g->rank_offset[me] * row,
+                           side);
+    MOEP_TRY(moep__cuda_check(c, FN, err, "combine kernel (experts)"));
+    return moep__gpu_join(c, FN);
+}
+
+/* Pieces of the largest peer block (1: no pipeline). */
+static int32_t combine_pieces(const moep_comm_t *c, const moep_handle_t *h, size_t row) {
+    int32_t most = 1;
+    for (int32_t q = 0; q < c->world_size; q++) {
+        if (q == c->rank) continue;
+        int32_t a = moep__gpu_pair_chunks(c, h->recv_count[q], row);
+        int32_t b = moep__gpu_pair_chunks(c, h->send_count[q], row);
+        if (a > most) most = a;
+        if (b > most) most = b;
+    }
+    return most;
 }
 
 moep_status_t moep__gpu_combine(moep_comm_t *c, const moep_combine_params_t *params, moep_handle_t *h) {
@@ -66,14 +128,10 @@ moep_status_t moep__gpu_combine(moep_comm_t *c, const moep_combine_params_t *par
     moep_stream_t s = c->gpu->stream;
     moep_status_t st = moep__dbuf_reserve(c, FN, &g->partial_send, (size_t)h->num_recv * row);
     if (st == MOEP_OK) st = moep__dbuf_reserve(c, FN, &g->partial_recv, (size_t)g->num_slots * row);
-    bool forked = false;
-    if (st == MOEP_OK) st = reduce_local(c, h, &p, row, &forked);
     h->combine_wire_bytes = 0;
+    int32_t pieces = combine_pieces(c, h, row);
     if (st == MOEP_OK)
-        st = moep__gpu_alltoallv_rows(c, FN, g->partial_send.p, h->recv_count, h->recv_offset,
-                                      g->partial_recv.p, h->send_count, g->rank_offset, row,
-                                      &h->combine_wire_bytes);
-    if (st == MOEP_OK && forked) st = moep__gpu_join(c, FN);
+        st = pieces > 1 ? reduce_pipelined(c, h, &p, row, pieces) : reduce_then_send(c, h, &p, row);
     if (st == MOEP_OK)
         st = moep__cuda_check(c, FN,
                               moep__cuda_combine_home(g->partial_recv.p, yt == MOEP_DTYPE_BF16,

@@ -127,6 +127,13 @@ moep_status_t moep__gpu_join(moep_comm_t *c, const char *fn) {
     return moep__cuda_check(c, fn, e, "join of the side stream");
 }
 
+int32_t moep__gpu_pair_chunks(const moep_comm_t *c, int64_t rows, size_t row_bytes) {
+    size_t piece = c->gpu->chunk_bytes, bytes = (size_t)rows * row_bytes;
+    if (piece == 0 || bytes <= piece) return 1;
+    size_t n = (bytes + piece - 1) / piece;
+    return n > MOEP__GPU_CHUNKS_MAX ? MOEP__GPU_CHUNKS_MAX : (int32_t)n;
+}
+
 moep_status_t moep__gpu_comm_init(moep_comm_t *c) {
     static const char *fn = "moep_comm_create";
     moep_transport_props_t props;
@@ -170,6 +177,13 @@ moep_status_t moep__gpu_comm_init(moep_comm_t *c) {
     if (st == MOEP_OK)
         st = moep__cuda_check(c, fn, cudaEventCreateWithFlags(&c->gpu->join, cudaEventDisableTiming),
                               "cudaEventCreate");
+    for (int i = 0; i < MOEP__GPU_CHUNKS_MAX && st == MOEP_OK; i++)
+        st = moep__cuda_check(c, fn, cudaEventCreateWithFlags(&c->gpu->chunk_ready[i],
+                                                              cudaEventDisableTiming),
+                              "cudaEventCreate");
+    /* the same on every rank (sender and receiver split a block alike) */
+    long mb = moep__env_long("MOEP_GPU_CHUNK_MB", 32);
+    c->gpu->chunk_bytes = mb > 0 && mb < (1L << 20) ? (size_t)mb << 20 : 0;
     return st;
 }
 
@@ -181,6 +195,8 @@ void moep__gpu_comm_free(moep_comm_t *c) {
     if (c->gpu->side != NULL) cudaStreamDestroy(c->gpu->side);
     if (c->gpu->fork != NULL) cudaEventDestroy(c->gpu->fork);
     if (c->gpu->join != NULL) cudaEventDestroy(c->gpu->join);
+    for (int i = 0; i < MOEP__GPU_CHUNKS_MAX; i++)
+        if (c->gpu->chunk_ready[i] != NULL) cudaEventDestroy(c->gpu->chunk_ready[i]);
     free(c->gpu->a2a_bytes);
     free(c->gpu->row_tmp);
     free(c->gpu);
@@ -217,7 +233,8 @@ void moep__gpu_handle_free(moep_handle_t *h) {
                            &g->send_hdr, &g->recv_hdr, &g->send_x, &g->send_meta, &g->recv_x,
                            &g->recv_meta, &g->local_idx, &g->weight, &g->src, &g->slot_row,
                            &g->row_src, &g->expert_x, &g->recv_offset, &g->expert_offset,
-                           &g->partial_send, &g->partial_recv, &g->recv_pad};
+                           &g->partial_send, &g->partial_recv, &g->recv_pad,
+                           &g->rows_scratch};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) moep__dbuf_free(all[i]);
     if (g->host != NULL) cudaFreeHost(g->host);
     if (g->counts_ready != NULL) cudaEventDestroy(g->counts_ready);

@@ -254,6 +254,9 @@ static moep_status_t reserve_recv(moep_comm_t *c, moep_handle_t *h, bool expert_
     MOEP_TRY(moep__dbuf_reserve(c, FN, &g->row_src, (size_t)h->num_expert_rows * 4));
     MOEP_TRY(moep__dbuf_reserve(c, FN, &g->recv_offset, (size_t)(c->world_size + 1) * 8));
     MOEP_TRY(moep__dbuf_reserve(c, FN, &g->expert_offset, (size_t)(c->num_local_experts + 1) * 8));
+    MOEP_TRY(moep__dbuf_reserve(c, FN, &g->rows_scratch,
+                                moep__cuda_expert_rows_scratch(h->num_recv, h->top_k,
+                                                               c->num_local_experts)));
     if (expert_x) MOEP_TRY(moep__dbuf_reserve(c, FN, &g->expert_x, (size_t)h->num_expert_rows * row));
     return MOEP_OK;
 }
@@ -318,7 +321,8 @@ static moep_status_t expert_layout(moep_comm_t *c, moep_handle_t *h, const stagi
                                            c->gpu->global_to_local, g->recv_offset.p, R, 0,
                                            g->local_idx.p, g->weight.p, g->src.p, s);
     if (!err) err = moep__cuda_expert_rows(g->local_idx.p, &n, k, L, g->expert_offset.p,
-                                           h->num_expert_rows, g->slot_row.p, g->row_src.p, s);
+                                           h->num_expert_rows, g->slot_row.p, g->row_src.p,
+                                           g->rows_scratch.p, s);
     return moep__cuda_check(c, FN, err, "expert layout kernels");
 }
 

@@ -8,6 +8,8 @@
 #include "transports/comm/comm_internal.h"
 #include "cuda_kernels.h"
 
+#define MOEP__GPU_CHUNKS_MAX 8
+
 struct moep__gpu_comm {
     moep_stream_t stream;     /* caller's (moep_comm_set_stream_cuda), NULL = legacy */
     int32_t *expert_rank;     /* [E] device */
@@ -24,7 +26,13 @@ struct moep__gpu_comm {
     /* host scratch, sized once for R ranks: no allocation per call */
     size_t *a2a_bytes; /* [4R] moep__gpu_alltoallv_rows' byte counts / offsets */
     int64_t *row_tmp;  /* [7R] row counts / offsets: [0, 5R) the one-round
-                        * transfer, [5R, 7R) the count messages */
+                        * transfer or a pipelined exchange's chunk, [5R, 7R)
+                        * the count messages */
+    /* pipelined exchanges (moep__gpu_pair_chunks): a peer block of more
+     * than chunk_bytes goes in up to MOEP__GPU_CHUNKS_MAX pieces, each sent
+     * as soon as the side stream has produced it; 0 = never split */
+    size_t chunk_bytes;
+    cudaEvent_t chunk_ready[MOEP__GPU_CHUNKS_MAX];
 };
 
 /* A device buffer that only grows. */
@@ -42,6 +50,7 @@ struct moep__gpu_handle {
     moep__dbuf_t recv_offset, expert_offset;
     moep__dbuf_t partial_send, partial_recv;
     moep__dbuf_t recv_pad; /* one-round dispatch: peer blocks of cap rows */
+    moep__dbuf_t rows_scratch; /* moep__cuda_expert_rows' counting sort */
     /* pinned host staging: received headers, our rank counts, bad, offsets */
     void *host;
     size_t host_cap;
@@ -84,6 +93,15 @@ moep_status_t moep__gpu_group_end(moep_comm_t *c, const char *fn, moep_status_t 
  * (fork); the comm's stream waits for the side stream's work (join). */
 moep_status_t moep__gpu_fork(moep_comm_t *c, const char *fn);
 moep_status_t moep__gpu_join(moep_comm_t *c, const char *fn);
+
+/* Pieces of a pipelined exchange between this rank and one peer for a
+ * block of `rows` rows: a function of the block alone, so that sender and
+ * receiver (who both know the block's size) agree without a message. */
+int32_t moep__gpu_pair_chunks(const moep_comm_t *c, int64_t rows, size_t row_bytes);
+/* First row of piece `i` of `chunks` over n rows (n for i >= chunks). */
+static inline int64_t moep__gpu_chunk_lo(int64_t n, int32_t i, int32_t chunks) {
+    return i >= chunks ? n : n * i / chunks;
+}
 
 /* One-round fresh dispatch (gpu_round.c). cap rows per peer block. */
 /* Rows per peer block for the next fresh dispatch from every rank's T

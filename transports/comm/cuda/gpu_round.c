@@ -47,6 +47,9 @@ moep_status_t moep__gpu_round_reserve(moep_comm_t *c, moep_handle_t *h, int64_t 
     MOEP_TRY(moep__dbuf_reserve(c, FN, &g->slot_row, n * 4 * k));
     MOEP_TRY(moep__dbuf_reserve(c, FN, &g->row_src, (size_t)moep__gpu_rows_bound(c, h, (int64_t)n) * 4));
     MOEP_TRY(moep__dbuf_reserve(c, FN, &g->recv_offset, (size_t)(c->world_size + 1) * 8));
+    MOEP_TRY(moep__dbuf_reserve(c, FN, &g->rows_scratch,
+                                moep__cuda_expert_rows_scratch((int64_t)n, h->top_k,
+                                                               c->num_local_experts)));
     return moep__dbuf_reserve(c, FN, &g->expert_offset, (size_t)(c->num_local_experts + 1) * 8);
 }
 
@@ -85,10 +88,15 @@ moep_status_t moep__gpu_round_finish(moep_comm_t *c, moep_handle_t *h, int64_t c
     int64_t rows_cap = moep__gpu_rows_bound(c, h, n.max);
     int err = moep__cuda_recv_plan(g->recv_hdr.p, g->msg_bytes, R, cap, c->gpu->local_experts, L,
                                    h->alignment, recv_offset, g->expert_offset.p, s);
-    if (!err) err = moep__cuda_compact_rows(g->recv_pad.p, row, cap, R, recv_offset, g->recv_x.p, s);
+    MOEP_TRY(moep__cuda_check(c, FN, err, "one-round dispatch kernels"));
+    /* the compaction (a copy of the peers' rows) on the side stream, beside
+     * the ids and the expert rows */
+    MOEP_TRY(moep__gpu_fork(c, FN));
+    err = moep__cuda_compact_rows(g->recv_pad.p, row, cap, R, recv_offset, g->recv_x.p, c->gpu->side);
     if (!err) err = moep__cuda_unpack_meta(g->recv_meta.p, &n, k, c->num_experts, c->gpu->global_to_local,
                                            recv_offset, R, cap, g->local_idx.p, g->weight.p, g->src.p, s);
     if (!err) err = moep__cuda_expert_rows(g->local_idx.p, &n, k, L, g->expert_offset.p, rows_cap,
-                                           g->slot_row.p, g->row_src.p, s);
-    return moep__cuda_check(c, FN, err, "one-round dispatch kernels");
+                                           g->slot_row.p, g->row_src.p, g->rows_scratch.p, s);
+    MOEP_TRY(moep__cuda_check(c, FN, err, "one-round dispatch kernels"));
+    return moep__gpu_join(c, FN);
 }
