@@ -24,13 +24,21 @@
 
 #include <stdint.h>
 
+/* (a & c) | (b & ~c) in one LOP3 (written as two masks, nvcc makes two). */
+template <uint32_t C>
+__device__ __forceinline__ uint32_t moep__bitsel(uint32_t a, uint32_t b) {
+    uint32_t r;
+    asm("lop3.b32 %0, %1, %2, %3, 0xE4;" : "=r"(r) : "r"(a), "r"(b), "n"(C));
+    return r;
+}
+
 /* out[c] = f16x2 (element c, element c + 4) * 2^-14, exactly. */
 __device__ __forceinline__ void moep__e2m1x8_to_f16s(uint32_t w, uint32_t out[4]) {
     const uint32_t m = 0x8E008E00u; /* sign bit 15, magnitude bits 11..9 of each half */
     /* even nibbles 0 2 4 6: magnitude at 8k..8k+2, sign at 8k+6 */
-    const uint32_t e = (w & 0x07070707u) | ((w << 3) & ~0x07070707u);
+    const uint32_t e = moep__bitsel<0x07070707u>(w, w << 3);
     /* odd nibbles 1 3 5 7: magnitude at 8k+1..8k+3, sign at 8k+7 */
-    const uint32_t o = ((w >> 3) & 0x0E0E0E0Eu) | (w & ~0x0E0E0E0Eu);
+    const uint32_t o = moep__bitsel<0x0E0E0E0Eu>(w >> 3, w);
     out[0] = (e << 9) & m;
     out[1] = (o << 8) & m;
     out[2] = (e << 1) & m;
@@ -43,15 +51,15 @@ __device__ __forceinline__ void moep__e2m1x8_to_f16s(uint32_t w, uint32_t out[4]
  * *f1 = 2^(min(x, 1) + 14): an f16 normal for x in [-28, 1], subnormal for
  * [-38, -29] (one correctly rounded product, the same result as rounding
  * value * 2^x to f16), 0 below -38 (every product rounds to 0 there).
- * Returns a second factor for x > 1 (rare: weights of magnitude >= 8), else 0:
- * after *f1 the value is value * 2, exact, then 2^(min(x, 13) - 1). x > 13 is
- * clamped to 13 (6 * 2^14 overflows f16), as the table decode did.
+ * Returns a second factor for x > 1 (rare: weights of magnitude >= 8), else
+ * 1.0: after *f1 the value is value * 2, exact, then 2^(min(x, 13) - 1). x > 13
+ * is clamped to 13 (6 * 2^14 overflows f16), as the table decode did.
  */
 __device__ __forceinline__ uint32_t moep__mx_factor(uint32_t e8m0, uint32_t *f1) {
     const int e = (int)e8m0;
     const uint32_t h = e >= 99 ? (uint32_t)(min(e, 128) - 98) << 10 : (e >= 89 ? 1u << (e - 89) : 0u);
     *f1 = h * 0x10001u;
-    const uint32_t g = e > 128 ? (uint32_t)(min(e, 140) - 113) << 10 : 0u;
+    const uint32_t g = e > 128 ? (uint32_t)(min(e, 140) - 113) << 10 : 0x3C00u;
     return g * 0x10001u;
 }
 

@@ -27,6 +27,8 @@
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
+#include <type_traits>
+
 #include "ffn_cuda.h"
 #include "fp4_decode.cuh"
 
@@ -246,7 +248,9 @@ __device__ __forceinline__ void moep__fp4_body(const moep__fp4_args_t &a,
                 }
                 /* f16x2 block-scale factors for the codes decoded as value * 2^-14:
                  * NV: words 0-1 / 2-3 of a row use its two E4M3 scales (tl / th);
-                 * MX: one factor (tl) and, for x > 1, a second one (fx). */
+                 * MX: one factor (tl) and, for x > 1, a second one (fx, else 1.0),
+                 * applied only when some lane of the warp needs it (a uniform
+                 * branch: predicated HMUL2 would cost issue slots every time). */
                 uint32_t tl[2], th[2], fx[2];
 #pragma unroll
                 for (int h = 0; h < 2; ++h) {
@@ -255,7 +259,7 @@ __device__ __forceinline__ void moep__fp4_body(const moep__fp4_args_t &a,
                             __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)sr[u][h], __NV_E4M3);
                         tl[h] = (uint32_t)s2.x | ((uint32_t)s2.x << 16);
                         th[h] = (uint32_t)s2.y | ((uint32_t)s2.y << 16);
-                        fx[h] = 0;
+                        fx[h] = 0x3C003C00u; /* 1.0, unused */
                     } else {
                         fx[h] = moep__mx_factor(sr[u][h], &tl[h]);
                         th[h] = tl[h];
@@ -264,34 +268,41 @@ __device__ __forceinline__ void moep__fp4_body(const moep__fp4_args_t &a,
                 const uint4 cur[2] = {wr[u][0], wr[u][1]};
                 load(seg + PF, wr[u], sr[u]);
                 const uint2 *xb = xsm + (seg - cbase) * 8 * Tp * 4 + g * 4 + q;
+                auto segment = [&](auto two) {
 #pragma unroll
-                for (int j = 0; j < 4; ++j) {
-                    uint32_t A[2][4];
+                    for (int j = 0; j < 4; ++j) {
+                        uint32_t A[2][4];
 #pragma unroll
-                    for (int h = 0; h < 2; ++h) {
-                        const uint4 v = cur[h];
-                        const uint32_t wj = j == 0 ? v.x : (j == 1 ? v.y : (j == 2 ? v.z : v.w));
-                        moep__e2m1x8_to_f16s(wj, A[h]);
+                        for (int h = 0; h < 2; ++h) {
+                            const uint4 v = cur[h];
+                            const uint32_t wj = j == 0 ? v.x : (j == 1 ? v.y : (j == 2 ? v.z : v.w));
+                            moep__e2m1x8_to_f16s(wj, A[h]);
 #pragma unroll
-                        for (int c = 0; c < 4; ++c) A[h][c] = moep__hmul2(A[h][c], j < 2 ? tl[h] : th[h]);
-                        if (!NV && fx[h]) {
+                            for (int c = 0; c < 4; ++c)
+                                A[h][c] = moep__hmul2(A[h][c], j < 2 ? tl[h] : th[h]);
+                            if (decltype(two)::value) {
 #pragma unroll
-                            for (int c = 0; c < 4; ++c) A[h][c] = moep__hmul2(A[h][c], fx[h]);
+                                for (int c = 0; c < 4; ++c) A[h][c] = moep__hmul2(A[h][c], fx[h]);
+                            }
                         }
-                    }
 #pragma unroll
-                    for (int ss = 0; ss < 2; ++ss) {
-                        const int s = 2 * j + ss;
+                        for (int ss = 0; ss < 2; ++ss) {
+                            const int s = 2 * j + ss;
 #pragma unroll
-                        for (int nt = 0; nt < NT; ++nt) {
-                            if (NT <= 2 || nt < ntn) {
-                                const uint2 b = xb[(s * Tp + nt * 8) * 4];
-                                moep__mma_f16(acc[nt], A[0][2 * ss], A[1][2 * ss], A[0][2 * ss + 1],
-                                              A[1][2 * ss + 1], b.x, b.y);
+                            for (int nt = 0; nt < NT; ++nt) {
+                                if (NT <= 2 || nt < ntn) {
+                                    const uint2 b = xb[(s * Tp + nt * 8) * 4];
+                                    moep__mma_f16(acc[nt], A[0][2 * ss], A[1][2 * ss],
+                                                  A[0][2 * ss + 1], A[1][2 * ss + 1], b.x, b.y);
+                                }
                             }
                         }
                     }
-                }
+                };
+                if (!NV && __any_sync(0xFFFFFFFFu, (fx[0] != 0x3C003C00u) | (fx[1] != 0x3C003C00u)))
+                    segment(std::true_type());
+                else
+                    segment(std::false_type());
             }
         }
     }
