@@ -140,6 +140,33 @@ int moep__cuda_gather_rows(const void *recv_x, size_t row_bytes, const int32_t *
 int moep__cuda_combine_local(const void *y, int y_bf16, int32_t H, const int32_t *slot_row,
                              const float *weight, int64_t n, int32_t k, void *partial,
                              moep_stream_t stream);
+/* Peer-mapped combine: base[r] is where rank r keeps this rank's block of
+ * partials (in r's memory, mapped here; base[this rank] is local). */
+#define MOEP_CUDA_PEER_MAX 16
+typedef struct moep__cuda_peer_dst {
+    void *base[MOEP_CUDA_PEER_MAX];
+} moep__cuda_peer_dst_t;
+/* moep__cuda_combine_local with received token i's partial stored at
+ * base[src[i]] + (i - recv_offset[src[i]]) rows: straight into its home
+ * rank's receive buffer over NVLink / PCIe peer access. */
+int moep__cuda_combine_local_peer(const void *y, int y_bf16, int32_t H, const int32_t *slot_row,
+                                  const float *weight, int64_t n, int32_t k, const int32_t *src,
+                                  const int64_t *recv_offset, const moep__cuda_peer_dst_t *dst,
+                                  moep_stream_t stream);
+/* Signals between the GPUs of one node (peer_kernels.cu). Each rank has an
+ * area of 2R u64 in its memory, mapped by the others: slot kind * R + p is
+ * written by rank p. One launch: every peer q gets `value` in slot
+ * kind * R + me of its area (after a system-scope fence: the writes of the
+ * kernels before are visible first), then waits until slot kind * R + q of
+ * ours holds >= value, for at most timeout_ns; a peer that does not arrive
+ * by then sets *error = 1 + q (host-mapped) and the wait ends. */
+typedef struct moep__cuda_peer_sync {
+    uint64_t *area[MOEP_CUDA_PEER_MAX]; /* every rank's area, mapped here */
+    int32_t ranks, me, kind;
+    uint64_t value, timeout_ns;
+    int32_t *error;
+} moep__cuda_peer_sync_t;
+int moep__cuda_peer_sync(const moep__cuda_peer_sync_t *a, moep_stream_t stream);
 /* Combine, home side: out[t] = (acc ? out[t] : 0) + sum over ranks r in
  * order of partial[token_rank_slot[t, r]], in f32. */
 int moep__cuda_combine_home(const void *partial, int p_bf16, int32_t H,

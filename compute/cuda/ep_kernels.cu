@@ -227,10 +227,28 @@ __device__ inline void store(void *base, bool bf16, size_t e, const float *v) {
     }
 }
 
-template <int N>
+/* Where combine's partial of received token i goes: row i of one buffer,
+ * or (peer-mapped combine) row i - recv_offset[r] of the block that token
+ * i's home rank r keeps for this rank, in r's memory. */
+struct dense_rows {
+    uint8_t *base;
+    __device__ uint8_t *row(int64_t i, size_t bytes) const { return base + (size_t)i * bytes; }
+};
+struct peer_rows {
+    moep__cuda_peer_dst_t dst;
+    const int32_t *src;
+    const int64_t *recv_offset;
+    __device__ uint8_t *row(int64_t i, size_t bytes) const {
+        int32_t r = src[i];
+        return (uint8_t *)dst.base[r] + (size_t)(i - recv_offset[r]) * bytes;
+    }
+};
+
+template <int N, typename Rows>
 __global__ void combine_local_kernel(const void *y, bool y_bf16, int32_t H, const int32_t *slot_row,
-                                     const float *weight, int32_t k, void *partial) {
+                                     const float *weight, int32_t k, Rows rows) {
     int64_t i = blockIdx.x;
+    void *partial = rows.row(i, (size_t)H * (y_bf16 ? 2 : 4));
     for (int32_t d = threadIdx.x * N; d < H; d += blockDim.x * N) {
         float acc[N], v[N];
         bool first = true;
@@ -243,7 +261,7 @@ __global__ void combine_local_kernel(const void *y, bool y_bf16, int32_t H, cons
             for (int q = 0; q < N; q++) acc[q] = first ? __fmul_rn(w, v[q]) : __fadd_rn(acc[q], __fmul_rn(w, v[q]));
             first = false;
         }
-        store<N>(partial, y_bf16, (size_t)i * H + d, acc);
+        store<N>(partial, y_bf16, (size_t)d, acc);
     }
 }
 
@@ -390,16 +408,30 @@ extern "C" int moep__cuda_gather_rows(const void *recv_x, size_t row_bytes, cons
     return cudaGetLastError();
 }
 
+template <typename Rows>
+static int combine_local(const void *y, int y_bf16, int32_t H, const int32_t *slot_row,
+                         const float *weight, int64_t n, int32_t k, Rows rows, cudaStream_t s) {
+    if (n == 0) return cudaSuccess;
+    if (H % 8 == 0)
+        combine_local_kernel<8><<<(unsigned)n, threads_for((size_t)H / 8), 0, s>>>(y, y_bf16, H, slot_row, weight, k, rows);
+    else
+        combine_local_kernel<1><<<(unsigned)n, threads_for((size_t)H), 0, s>>>(y, y_bf16, H, slot_row, weight, k, rows);
+    return cudaGetLastError();
+}
+
 extern "C" int moep__cuda_combine_local(const void *y, int y_bf16, int32_t H, const int32_t *slot_row,
                                         const float *weight, int64_t n, int32_t k, void *partial,
                                         moep_stream_t stream) {
-    if (n == 0) return cudaSuccess;
-    cudaStream_t s = (cudaStream_t)stream;
-    if (H % 8 == 0)
-        combine_local_kernel<8><<<(unsigned)n, threads_for((size_t)H / 8), 0, s>>>(y, y_bf16, H, slot_row, weight, k, partial);
-    else
-        combine_local_kernel<1><<<(unsigned)n, threads_for((size_t)H), 0, s>>>(y, y_bf16, H, slot_row, weight, k, partial);
-    return cudaGetLastError();
+    return combine_local(y, y_bf16, H, slot_row, weight, n, k, dense_rows{(uint8_t *)partial},
+                         (cudaStream_t)stream);
+}
+
+extern "C" int moep__cuda_combine_local_peer(const void *y, int y_bf16, int32_t H,
+                                             const int32_t *slot_row, const float *weight, int64_t n,
+                                             int32_t k, const int32_t *src, const int64_t *recv_offset,
+                                             const moep__cuda_peer_dst_t *dst, moep_stream_t stream) {
+    return combine_local(y, y_bf16, H, slot_row, weight, n, k, peer_rows{*dst, src, recv_offset},
+                         (cudaStream_t)stream);
 }
 
 extern "C" int moep__cuda_combine_home(const void *partial, int p_bf16, int32_t H,

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "ep_workload.h"
 #include "gpu_probe.h"
@@ -231,16 +233,106 @@ START_TEST(ep_bad_id_then_ok) {
 }
 END_TEST
 
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
+/* A stalled peer: both ranks dispatch and combine once, then rank 1 sleeps
+ * past rank 0's timeout instead of combining again. Rank 0's second
+ * combine and its next dispatch: one of them must report MOEP_ERR_TIMEOUT
+ * within a few timeouts (a combine may only enqueue and return OK), on the
+ * peer-mapped path (the signal kernel gives up) and on the transport path
+ * (the wait for the dispatch's counts gives up and aborts NCCL). */
+static int stalled_peer_rank(const harness_config_t *cfg, const moep_bootstrap_t *bs, void *arg,
+                             char *err, size_t len) {
+    (void)cfg;
+    const ep_spec_t *s = arg;
+    int32_t rank = bs->rank, rc = 0;
+    moep_comm_t *comm = NULL;
+    moep_handle_t *h = NULL, *h2 = NULL;
+    ep_tokens_t t = {0};
+    dev_tokens_t d = {0};
+    void *dy = NULL, *dout = NULL;
+    moep_comm_params_t cp;
+    moep_comm_params_init(&cp);
+    cp.transport = "nccl";
+    cp.num_experts = s->num_experts;
+    cp.timeout_ms = 2000;
+    cp.device = MOEP_DEVICE_CUDA;
+    cp.device_id = rank;
+    moep_status_t st = moep_comm_create(&cp, bs, &comm);
+    if (st != MOEP_OK) RANK_FAIL("comm: %s %s", moep_status_name(st), moep_last_error());
+    ep_tokens_make(s, rank, 0, &t);
+    dev_tokens_upload(s, &t, rank, &d);
+    moep_dispatch_result_t r;
+    st = moep_dispatch(comm, &d.dp, &h, &r);
+    if (st != MOEP_OK) RANK_FAIL("dispatch: %s %s", moep_status_name(st), moep_last_error());
+    size_t es = s->dtype == MOEP_DTYPE_BF16 ? 2 : 4;
+    dy = dcopy(NULL, (size_t)r.num_expert_rows * s->hidden * es);
+    dout = dcopy(NULL, (size_t)t.T * s->hidden * es);
+    moep_tensor_t eyt = dev2d(dy, s->dtype, r.num_expert_rows, s->hidden, rank);
+    moep_tensor_t ot = dev2d(dout, s->dtype, t.T, s->hidden, rank);
+    moep_combine_params_t cbp;
+    moep_combine_params_init(&cbp);
+    cbp.expert_y = &eyt;
+    cbp.out = &ot;
+    st = moep_combine(comm, &cbp, h);
+    if (st == MOEP_OK && cudaDeviceSynchronize() != cudaSuccess) st = MOEP_ERR_CUDA;
+    if (st != MOEP_OK) RANK_FAIL("first combine: %s %s", moep_status_name(st), moep_last_error());
+    if (rank == 1) {
+        sleep(7);
+        goto out;
+    }
+    double t0 = now_ms();
+    st = moep_combine(comm, &cbp, h);
+    if (st == MOEP_OK) st = moep_dispatch(comm, &d.dp, &h2, &r);
+    double waited = now_ms() - t0;
+    if (st != MOEP_ERR_TIMEOUT || waited > 5000)
+        RANK_FAIL("combine + dispatch with a stalled peer: %s after %.0f ms (%s), expected "
+                  "MOEP_ERR_TIMEOUT within 5000 ms", moep_status_name(st), waited, moep_last_error());
+out:
+    ep_tokens_free(&t);
+    dev_tokens_free(&d);
+    cudaFree(dy), cudaFree(dout);
+    moep_handle_destroy(h);
+    moep_handle_destroy(h2);
+    moep_comm_destroy(comm);
+    return rc;
+}
+
+static void run_stalled(const char *peer_path) {
+    ep_spec_t s = {.world = 2, .num_experts = 256, .top_k = 8, .hidden = 512,
+                   .dtype = MOEP_DTYPE_BF16, .pattern = ROUTE_RANDOM, .tokens = {256, 256},
+                   .seed = 7, .alignment = 1};
+    setenv("MOEP_GPU_PEER", peer_path, 1);
+    char report[2048] = "";
+    int failed = harness_run(&nccl_cfg, 2, stalled_peer_rank, &s, 120, report, sizeof report);
+    unsetenv("MOEP_GPU_PEER");
+    ck_assert_msg(failed == 0, "stalled peer (MOEP_GPU_PEER=%s): %s", peer_path, report);
+}
+
+START_TEST(ep_stalled_peer) {
+    if (gpu_skip(2, "ep_stalled_peer")) return;
+    run_stalled("1");
+    run_stalled("0");
+}
+END_TEST
+
 /* Blocks of more than 1 MB in pieces (MOEP_GPU_CHUNK_MB is read when the
- * comm is made, in the rank processes the harness forks): the pipelined
- * exchanges, with blocks of different sizes in the two directions (Zipf,
+ * comm is made, in the rank processes the harness forks), combine on the
+ * transport (the other tests run the peer-mapped combine where the node
+ * has it): the pipelined exchanges, with blocks of different sizes in the two directions (Zipf,
  * 8192 vs 4096 tokens) so that a pair's piece counts differ. */
 START_TEST(ep_pipelined) {
     if (gpu_skip(2, "ep_pipelined")) return;
     setenv("MOEP_GPU_CHUNK_MB", "1", 1);
+    setenv("MOEP_GPU_PEER", "0", 1); /* combine on the transport: the pipeline */
     run(ROUTE_RANDOM, 8192, 8192, 512, 128);
     run(ROUTE_ZIPF, 8192, 4096, 256, 64);
     run(ROUTE_RANDOM, 3000, 5000, 1024, 1);
+    unsetenv("MOEP_GPU_PEER");
     unsetenv("MOEP_GPU_CHUNK_MB");
 }
 END_TEST
@@ -253,6 +345,7 @@ Suite *moep_check_gpu_ep_suite(void) {
     tcase_add_test(tc, ep_skewed);
     tcase_add_test(tc, ep_bad_id_then_ok);
     tcase_add_test(tc, ep_pipelined);
+    tcase_add_test(tc, ep_stalled_peer);
     suite_add_tcase(s, tc);
     return s;
 }

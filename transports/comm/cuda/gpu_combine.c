@@ -93,6 +93,37 @@ static moep_status_t reduce_pipelined(moep_comm_t *c, moep_handle_t *h, const mo
     return moep__gpu_join(c, FN);
 }
 
+/* Peer-mapped: every received token's partial goes straight into its home
+ * rank's buffer (ours included), in one kernel; no transport. Before it,
+ * wait until every peer has finished reading its buffer in the previous
+ * combine; after it, signal "written" to each peer and wait for theirs.
+ * The home sums then read our buffer, laid out like partial_recv. */
+static moep_status_t reduce_into_peers(moep_comm_t *c, moep_handle_t *h, const moep_combine_params_t *p,
+                                       size_t row, void **partial_recv) {
+    struct moep__gpu_handle *g = h->gpu;
+    moep__gpu_peer_t *pm = &c->gpu->peer;
+    int32_t R = c->world_size, me = c->rank;
+    size_t need = 0;
+    for (int32_t q = 0; q < R; q++) {
+        size_t b = (size_t)R * (size_t)g->peer_blk[q] * row;
+        if (b > need) need = b;
+        if (q != me) h->combine_wire_bytes += (size_t)h->recv_count[q] * row;
+    }
+    MOEP_TRY(moep__gpu_peer_reserve(c, FN, need));
+    if (pm->last_combine != 0) MOEP_TRY(moep__gpu_peer_sync(c, FN, MOEP__PEER_FREED, pm->last_combine));
+    moep__cuda_peer_dst_t dst;
+    memset(&dst, 0, sizeof dst);
+    for (int32_t q = 0; q < R; q++) dst.base[q] = (uint8_t *)pm->bufs[q] + (size_t)me * g->peer_blk[q] * row;
+    int err = moep__cuda_combine_local_peer(p->expert_y->data, p->expert_y->dtype == MOEP_DTYPE_BF16,
+                                            h->hidden, g->slot_row.p, g->weight.p, h->num_recv,
+                                            h->top_k, g->src.p, g->recv_offset.p, &dst, c->gpu->stream);
+    MOEP_TRY(moep__cuda_check(c, FN, err, "combine kernel (experts, into the peers)"));
+    MOEP_TRY(moep__gpu_peer_sync(c, FN, MOEP__PEER_ARRIVED, c->seq));
+    pm->last_combine = c->seq;
+    *partial_recv = pm->buf;
+    return MOEP_OK;
+}
+
 /* Pieces of the largest peer block (1: no pipeline). */
 static int32_t combine_pieces(const moep_comm_t *c, const moep_handle_t *h, size_t row) {
     int32_t most = 1;
@@ -123,18 +154,26 @@ moep_status_t moep__gpu_combine(moep_comm_t *c, const moep_combine_params_t *par
         return moep__fail(MOEP_ERR_SHAPE, "%s: expert_y (%s) and out (%s) must be f32 or bf16", FN,
                           moep_dtype_name(yt), moep_dtype_name(ot));
     MOEP_TRY(moep__cuda_check(c, FN, cudaSetDevice(c->device_id), "cudaSetDevice"));
+    MOEP_TRY(moep__gpu_peer_check(c, FN));
     c->seq++;
     size_t row = (size_t)h->hidden * (yt == MOEP_DTYPE_BF16 ? 2 : 4);
     moep_stream_t s = c->gpu->stream;
-    moep_status_t st = moep__dbuf_reserve(c, FN, &g->partial_send, (size_t)h->num_recv * row);
-    if (st == MOEP_OK) st = moep__dbuf_reserve(c, FN, &g->partial_recv, (size_t)g->num_slots * row);
+    moep_status_t st = MOEP_OK;
     h->combine_wire_bytes = 0;
-    int32_t pieces = combine_pieces(c, h, row);
-    if (st == MOEP_OK)
-        st = pieces > 1 ? reduce_pipelined(c, h, &p, row, pieces) : reduce_then_send(c, h, &p, row);
+    void *partial_recv = g->partial_recv.p;
+    if (c->gpu->peer.on) {
+        st = reduce_into_peers(c, h, &p, row, &partial_recv);
+    } else {
+        st = moep__dbuf_reserve(c, FN, &g->partial_send, (size_t)h->num_recv * row);
+        if (st == MOEP_OK) st = moep__dbuf_reserve(c, FN, &g->partial_recv, (size_t)g->num_slots * row);
+        partial_recv = g->partial_recv.p;
+        int32_t pieces = combine_pieces(c, h, row);
+        if (st == MOEP_OK)
+            st = pieces > 1 ? reduce_pipelined(c, h, &p, row, pieces) : reduce_then_send(c, h, &p, row);
+    }
     if (st == MOEP_OK)
         st = moep__cuda_check(c, FN,
-                              moep__cuda_combine_home(g->partial_recv.p, yt == MOEP_DTYPE_BF16,
+                              moep__cuda_combine_home(partial_recv, yt == MOEP_DTYPE_BF16,
                                                       h->hidden, g->trs.p, h->num_tokens,
                                                       c->world_size, p.out->data,
                                                       ot == MOEP_DTYPE_BF16, p.accumulate != 0, s),

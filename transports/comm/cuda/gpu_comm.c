@@ -43,6 +43,8 @@ moep_status_t moep__gpu_wait_event(moep_comm_t *c, const char *fn, cudaEvent_t e
             return moep__cuda_check(c, fn, e, what);
         }
         moep_status_t st = c->vt->progress(c->tctx);
+        if (st == MOEP_OK && (st = moep__gpu_peer_check(c, fn)) != MOEP_OK)
+            c->vt->cancel(c->tctx, NULL); /* a peer is gone: so are the transport's ops */
         if (st != MOEP_OK) {
             c->broken = true;
             return moep__comm_fail(c, st, "%s: %s: %s", fn, what, moep_last_error());
@@ -184,11 +186,13 @@ moep_status_t moep__gpu_comm_init(moep_comm_t *c) {
     /* the same on every rank (sender and receiver split a block alike) */
     long mb = moep__env_long("MOEP_GPU_CHUNK_MB", 32);
     c->gpu->chunk_bytes = mb > 0 && mb < (1L << 20) ? (size_t)mb << 20 : 0;
+    if (st == MOEP_OK) st = moep__gpu_peer_init(c);
     return st;
 }
 
 void moep__gpu_comm_free(moep_comm_t *c) {
     if (c->gpu == NULL) return;
+    moep__gpu_peer_free(c);
     cudaFree(c->gpu->expert_rank);
     cudaFree(c->gpu->global_to_local);
     cudaFree(c->gpu->local_experts);
@@ -239,6 +243,7 @@ void moep__gpu_handle_free(moep_handle_t *h) {
     if (g->host != NULL) cudaFreeHost(g->host);
     if (g->counts_ready != NULL) cudaEventDestroy(g->counts_ready);
     free(g->rank_offset);
+    free(g->peer_blk);
     free(g);
     h->gpu = NULL;
 }

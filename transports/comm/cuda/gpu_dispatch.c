@@ -186,6 +186,20 @@ static int64_t max_tokens(const moep_comm_t *c, const moep_handle_t *h, const st
     return m;
 }
 
+/* Every rank's slot block (max(cap, its T), as reserve_fresh makes ours):
+ * where a peer-mapped combine writes into that rank's receive buffer. */
+static moep_status_t note_peer_blocks(moep_comm_t *c, moep_handle_t *h, const staging_t *sg, int64_t cap) {
+    struct moep__gpu_handle *g = h->gpu;
+    if (g->peer_blk == NULL) g->peer_blk = moep__calloc(FN, (size_t)c->world_size, sizeof(int64_t));
+    if (g->peer_blk == NULL) return MOEP_ERR_NO_MEMORY;
+    for (int32_t r = 0; r < c->world_size; r++) {
+        const moep_dispatch_header_t *hd =
+            (const moep_dispatch_header_t *)(sg->msgs + (size_t)r * g->msg_bytes);
+        g->peer_blk[r] = cap > hd->aux ? cap : hd->aux;
+    }
+    return MOEP_OK;
+}
+
 /* The verdict of every rank's message, the same on every rank (as dispatch.c). */
 static moep_status_t check_messages(moep_comm_t *c, moep_handle_t *h, const staging_t *sg) {
     moep_status_t local = MOEP_OK;
@@ -376,6 +390,7 @@ static moep_status_t fresh_dispatch(moep_comm_t *c, moep_handle_t *h, const moep
     if (st == MOEP_ERR_PROTOCOL || st == MOEP_ERR_CUDA || st == MOEP_ERR_TIMEOUT) c->broken = true;
     /* every rank sees every rank's T and the same verdict: the same cap */
     int64_t max_t = st == MOEP_OK ? max_tokens(c, h, &sg) : 0;
+    if (st == MOEP_OK) st = note_peer_blocks(c, h, &sg, cap);
     c->gpu->cap_rows = moep__gpu_next_cap(c->world_size, h->top_k, max_t);
     if (st != MOEP_OK) return st; /* every rank stops here with the same verdict */
     plan_counts(c, h, &sg);
@@ -411,6 +426,7 @@ moep_status_t moep__gpu_dispatch(moep_comm_t *c, const moep_dispatch_params_t *p
     if (h != NULL && h->comm != c)
         return moep__fail(MOEP_ERR_INVALID_USAGE, "%s: handle belongs to another communicator", FN);
     MOEP_TRY(moep__cuda_check(c, FN, cudaSetDevice(c->device_id), "cudaSetDevice"));
+    MOEP_TRY(moep__gpu_peer_check(c, FN));
     bool created = false;
     if (h == NULL) {
         MOEP_TRY(moep__handle_create(c, &h));

@@ -10,6 +10,24 @@
 
 #define MOEP__GPU_CHUNKS_MAX 8
 
+/* Peer-mapped combine (gpu_peer.c): receive buffers and signal areas that
+ * the ranks of one node map from each other. */
+enum { MOEP__PEER_ARRIVED = 0, /* slot p: the combine (seq) whose partials p has written here */
+       MOEP__PEER_FREED = 1 }; /* slot p: the combine (seq) whose partials p has finished reading */
+typedef struct moep__gpu_peer {
+    bool on;                              /* the same on every rank */
+    uint64_t *area;                       /* ours: [2R] signal slots (exported) */
+    uint64_t *areas[MOEP_CUDA_PEER_MAX];  /* every rank's, mapped here */
+    void *buf;                            /* ours: receive buffer (exported) */
+    void *bufs[MOEP_CUDA_PEER_MAX];       /* every rank's, mapped here */
+    size_t bytes;                         /* of every rank's buffer */
+    int32_t *error_host, *error_dev;      /* 1 + the peer a signal kernel gave up on */
+    uint64_t last_combine;                /* seq of the previous peer-mapped combine, 0 = none */
+    void *scratch;                        /* device staging of the handle exchange */
+    size_t scratch_cap;
+    cudaEvent_t ready;
+} moep__gpu_peer_t;
+
 struct moep__gpu_comm {
     moep_stream_t stream;     /* caller's (moep_comm_set_stream_cuda), NULL = legacy */
     int32_t *expert_rank;     /* [E] device */
@@ -33,6 +51,7 @@ struct moep__gpu_comm {
      * as soon as the side stream has produced it; 0 = never split */
     size_t chunk_bytes;
     cudaEvent_t chunk_ready[MOEP__GPU_CHUNKS_MAX];
+    moep__gpu_peer_t peer;
 };
 
 /* A device buffer that only grows. */
@@ -59,6 +78,7 @@ struct moep__gpu_handle {
     int64_t blk;       /* send slots of rank r start at r * blk (blk >= every rank count) */
     int64_t num_slots; /* R * blk */
     int64_t *rank_offset; /* [R+1] host: slot ranges per destination */
+    int64_t *peer_blk;    /* [R] host: rank r's slot block (its rank_offset step) */
 };
 
 /* A CUDA failure as MOEP_ERR_CUDA naming the call; OK for cudaSuccess. */
@@ -102,6 +122,18 @@ int32_t moep__gpu_pair_chunks(const moep_comm_t *c, int64_t rows, size_t row_byt
 static inline int64_t moep__gpu_chunk_lo(int64_t n, int32_t i, int32_t chunks) {
     return i >= chunks ? n : n * i / chunks;
 }
+
+/* Peer-mapped combine (gpu_peer.c). init decides c->gpu->peer.on, the
+ * same on every rank (never fails for a node without peer access: then
+ * the path is off). reserve grows every rank's buffer to at least `need`
+ * bytes; collective, `need` must be the same on every rank. sync launches
+ * the signal kernel (kind, value) on the comm's stream. check turns a
+ * signal kernel's timeout into MOEP_ERR_TIMEOUT (the comm is broken). */
+moep_status_t moep__gpu_peer_init(moep_comm_t *c);
+void moep__gpu_peer_free(moep_comm_t *c);
+moep_status_t moep__gpu_peer_reserve(moep_comm_t *c, const char *fn, size_t need);
+moep_status_t moep__gpu_peer_sync(moep_comm_t *c, const char *fn, int kind, uint64_t value);
+moep_status_t moep__gpu_peer_check(moep_comm_t *c, const char *fn);
 
 /* One-round fresh dispatch (gpu_round.c). cap rows per peer block. */
 /* Rows per peer block for the next fresh dispatch from every rank's T
