@@ -63,6 +63,13 @@ int moep__cuda_layout_slots_padded(const uint8_t *flags, int64_t T, int32_t R, i
                                    int32_t *token_rank_slot, moep_stream_t stream);
 
 /* ---- dispatch / combine (ep_kernels.cu) ---- */
+/* Peer-mapped buffers (ranks of one node): base[r] is an address in rank
+ * r's memory, mapped here (base[this rank] is local). */
+#define MOEP_CUDA_PEER_MAX 16
+typedef struct moep__cuda_peer_dst {
+    void *base[MOEP_CUDA_PEER_MAX];
+} moep__cuda_peer_dst_t;
+
 /* Per-peer count message of a fresh dispatch: the header fields (as
  * moep_dispatch_header_t, status from *bad) then E i64 expert counts. */
 typedef struct moep__cuda_header_args {
@@ -76,6 +83,12 @@ typedef struct moep__cuda_header_args {
 int moep__cuda_write_headers(const moep__cuda_header_args_t *a, const int64_t *rank_count,
                              const int64_t *expert_count, const int32_t *bad, uint8_t *msgs,
                              moep_stream_t stream);
+
+/* The same messages, each written into its rank's own (mapped) area: the
+ * one for rank r at to->base[r]. */
+int moep__cuda_write_headers_peer(const moep__cuda_header_args_t *a, const int64_t *rank_count,
+                                  const int64_t *expert_count, const int32_t *bad,
+                                  const moep__cuda_peer_dst_t *to, moep_stream_t stream);
 
 /* Which slots a pack writes, and where this rank's own rows go: they skip
  * the transport, straight into the receive buffers (x row and meta of slot
@@ -93,6 +106,18 @@ int moep__cuda_pack(const void *x, size_t row_bytes, int64_t T, int32_t R,
                     const int32_t *token_rank_slot, void *send_x, const int32_t *topk_idx,
                     const float *topk_w, int32_t k, void *meta, const moep__cuda_pack_self_t *self,
                     moep_stream_t stream);
+/* Peer-mapped one-round dispatch: slot s = r * blk + i (i < cap) of rank r
+ * goes to row me * cap + i of r's padded x / meta blocks, x->base[r] /
+ * meta->base[r] (every rank's, ours too); slots with i >= cap are skipped. */
+typedef struct moep__cuda_peer_pack {
+    moep__cuda_peer_dst_t x, meta;
+    int32_t me;
+    int64_t blk, cap;
+    void *self_x; /* != NULL: our own slot i's x row goes to self_x row i instead */
+} moep__cuda_peer_pack_t;
+int moep__cuda_pack_peer(const void *x, size_t row_bytes, int64_t T, int32_t R,
+                         const int32_t *token_rank_slot, const int32_t *topk_idx, const float *topk_w,
+                         int32_t k, const moep__cuda_peer_pack_t *to, moep_stream_t stream);
 /* Received token count: at most `max`; with dev != NULL the exact count is
  * *dev (device memory, known only on the GPU before the host waits). */
 typedef struct moep__cuda_recv_rows {
@@ -112,10 +137,12 @@ int moep__cuda_unpack_meta(const void *meta, const moep__cuda_recv_rows_t *n, in
 int moep__cuda_recv_plan(const uint8_t *msgs, size_t msg_bytes, int32_t R, int64_t cap,
                          const int32_t *local_experts, int32_t L, int32_t align,
                          int64_t *recv_offset, int64_t *expert_offset, moep_stream_t stream);
-/* Rows of source ranks q >= 1 from their padded blocks (pad + q * cap rows)
- * to recv_x at recv_offset[q] (device); block 0 is in place already. */
+/* Rows of source ranks q != skip from their padded blocks (pad + q * cap
+ * rows) to recv_x at recv_offset[q] (device); block `skip` (or none: -1) is
+ * in place already. */
 int moep__cuda_compact_rows(const void *pad, size_t row_bytes, int64_t cap, int32_t R,
-                            const int64_t *recv_offset, void *recv_x, moep_stream_t stream);
+                            const int64_t *recv_offset, void *recv_x, int32_t skip,
+                            moep_stream_t stream);
 /* Expert-major rows: slot s = i*k+j with local expert l gets row
  * expert_offset[l] + (earlier slots of l); row_src[row] = i, -1 for the
  * padding rows up to expert_offset[L] (written here, within rows_cap). */
@@ -140,12 +167,6 @@ int moep__cuda_gather_rows(const void *recv_x, size_t row_bytes, const int32_t *
 int moep__cuda_combine_local(const void *y, int y_bf16, int32_t H, const int32_t *slot_row,
                              const float *weight, int64_t n, int32_t k, void *partial,
                              moep_stream_t stream);
-/* Peer-mapped combine: base[r] is where rank r keeps this rank's block of
- * partials (in r's memory, mapped here; base[this rank] is local). */
-#define MOEP_CUDA_PEER_MAX 16
-typedef struct moep__cuda_peer_dst {
-    void *base[MOEP_CUDA_PEER_MAX];
-} moep__cuda_peer_dst_t;
 /* moep__cuda_combine_local with received token i's partial stored at
  * base[src[i]] + (i - recv_offset[src[i]]) rows: straight into its home
  * rank's receive buffer over NVLink / PCIe peer access. */

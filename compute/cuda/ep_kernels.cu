@@ -23,33 +23,65 @@ __device__ inline void copy_row(const uint8_t *src, uint8_t *dst, size_t bytes) 
 
 int vec_of(size_t bytes) { return bytes % 16 == 0 ? 16 : bytes % 4 == 0 ? 4 : 1; }
 
-/* Where slot s of rank r goes: send_x for peers, self_x (at s - self_slot0)
- * for this rank's own rows, which never touch the transport. */
+/* Where slot s of rank r goes (x row / meta row, NULL = not packed here):
+ * send_x for peers, self_x (at s - self_slot0) for this rank's own rows,
+ * which never touch the transport. */
 struct pack_dst {
     int32_t self_rank;
     int32_t pack_peers, pack_self;
     int64_t self_slot0;
+    uint8_t *send_x;
+    int32_t *send_meta;
     uint8_t *self_x;
     int32_t *self_meta;
+    __device__ bool wanted(int32_t r) const { return r == self_rank ? pack_self != 0 : pack_peers != 0; }
+    __device__ uint8_t *x(int32_t r, int32_t s, size_t row_bytes) const {
+        if (!wanted(r)) return NULL;
+        return r == self_rank ? self_x + (size_t)(s - self_slot0) * row_bytes : send_x + (size_t)s * row_bytes;
+    }
+    __device__ int32_t *meta(int32_t r, int32_t s, int32_t k) const {
+        if (!wanted(r) || send_meta == NULL) return NULL;
+        return r == self_rank ? self_meta + (size_t)(s - self_slot0) * 2 * k
+                              : send_meta + (size_t)s * 2 * k;
+    }
 };
 
-__device__ inline bool pack_wanted(const pack_dst &d, int32_t r) {
-    return r == d.self_rank ? d.pack_self != 0 : d.pack_peers != 0;
-}
+/* Peer-mapped one-round dispatch: slot s = r * blk + i of rank r goes to
+ * row me * cap + i of r's padded blocks (r's memory, mapped here; our own
+ * too), if i < cap (a larger T takes the exact round afterwards). */
+struct peer_pack_dst {
+    moep__cuda_peer_dst_t x_base, meta_base;
+    int32_t me;
+    int64_t blk, cap;
+    uint8_t *self_x;
+    __device__ int64_t at(int32_t r, int32_t s) const {
+        int64_t i = s - r * blk;
+        return i < cap ? me * cap + i : -1;
+    }
+    __device__ uint8_t *x(int32_t r, int32_t s, size_t row_bytes) const {
+        if (r == me && self_x != NULL) return self_x + (size_t)(s - r * blk) * row_bytes;
+        int64_t a = at(r, s);
+        return a < 0 ? NULL : (uint8_t *)x_base.base[r] + (size_t)a * row_bytes;
+    }
+    __device__ int32_t *meta(int32_t r, int32_t s, int32_t k) const {
+        int64_t a = at(r, s);
+        return a < 0 ? NULL : (int32_t *)meta_base.base[r] + (size_t)a * 2 * k;
+    }
+};
 
-template <typename V>
+/* Token t's x row to every destination of its slots, then (with meta) its
+ * ids and weights. */
+template <typename V, typename Dst>
 __global__ void pack_kernel(const uint8_t *x, size_t row_bytes, int32_t R, const int32_t *trs,
-                            uint8_t *send_x, const int32_t *topk_idx, const float *topk_w,
-                            int32_t k, int32_t *meta, pack_dst d) {
+                            const int32_t *topk_idx, const float *topk_w, int32_t k, Dst d) {
     int64_t t = blockIdx.x;
     const V *src = (const V *)(x + (size_t)t * row_bytes);
     uint8_t *dst[16];
     int32_t ns = 0;
     for (int32_t r = 0; r < R && ns < 16; r++) {
         int32_t s = trs[t * R + r];
-        if (s < 0 || !pack_wanted(d, r)) continue;
-        dst[ns++] = r == d.self_rank ? d.self_x + (size_t)(s - d.self_slot0) * row_bytes
-                                     : send_x + (size_t)s * row_bytes;
+        uint8_t *to = s < 0 ? NULL : d.x(r, s, row_bytes);
+        if (to != NULL) dst[ns++] = to;
     }
     for (size_t i = threadIdx.x; i < row_bytes / sizeof(V); i += blockDim.x) {
         V v = src[i];
@@ -58,18 +90,15 @@ __global__ void pack_kernel(const uint8_t *x, size_t row_bytes, int32_t R, const
     if (R > 16) { /* rare: more ranks than held in registers */
         for (int32_t r = 16; r < R; r++) {
             int32_t s = trs[t * R + r];
-            if (s < 0 || !pack_wanted(d, r)) continue;
-            uint8_t *to = r == d.self_rank ? d.self_x + (size_t)(s - d.self_slot0) * row_bytes
-                                           : send_x + (size_t)s * row_bytes;
-            copy_row<V>((const uint8_t *)src, to, row_bytes);
+            uint8_t *to = s < 0 ? NULL : d.x(r, s, row_bytes);
+            if (to != NULL) copy_row<V>((const uint8_t *)src, to, row_bytes);
         }
     }
-    if (meta == NULL) return;
+    if (topk_idx == NULL) return;
     for (int32_t r = 0; r < R; r++) {
         int32_t s = trs[t * R + r];
-        if (s < 0 || !pack_wanted(d, r)) continue;
-        int32_t *m = r == d.self_rank ? d.self_meta + (size_t)(s - d.self_slot0) * 2 * k
-                                      : meta + (size_t)s * 2 * k;
+        int32_t *m = s < 0 ? NULL : d.meta(r, s, k);
+        if (m == NULL) continue;
         for (int32_t j = threadIdx.x; j < k; j += blockDim.x) {
             m[j] = topk_idx[t * k + j];
             m[k + j] = __float_as_int(topk_w[t * k + j]);
@@ -121,13 +150,13 @@ __global__ void recv_plan_kernel(const uint8_t *msgs, size_t msg_bytes, int32_t 
                            [&](int64_t l, int64_t before) { expert_offset[l] = before; });
 }
 
-/* Rows of source rank q >= 1 from its padded block (q * cap) to recv_x at
- * recv_offset[q]; block 0 is already in place. Grid (cap, R). */
+/* Rows of source rank q != skip from its padded block (q * cap) to recv_x
+ * at recv_offset[q] (block `skip` is already in place). Grid (cap, R). */
 template <typename V>
 __global__ void compact_kernel(const uint8_t *pad, size_t row_bytes, int64_t cap,
-                               const int64_t *recv_offset, uint8_t *recv_x) {
+                               const int64_t *recv_offset, uint8_t *recv_x, int32_t skip) {
     int64_t q = blockIdx.y, i = blockIdx.x;
-    if (q == 0 || i >= recv_offset[q + 1] - recv_offset[q]) return;
+    if (q == skip || i >= recv_offset[q + 1] - recv_offset[q]) return;
     copy_row<V>(pad + (size_t)(q * cap + i) * row_bytes, recv_x + (size_t)(recv_offset[q] + i) * row_bytes,
                 row_bytes);
 }
@@ -288,10 +317,13 @@ __global__ void combine_home_kernel(const void *partial, bool p_bf16, int32_t H,
     }
 }
 
+/* The count message for rank r at to.base[r] (its own area, mapped, when
+ * peer-mapped) or at msgs + r * msg_bytes. */
 __global__ void headers_kernel(moep__cuda_header_args_t a, const int64_t *rank_count,
-                               const int64_t *expert_count, const int32_t *bad, uint8_t *msgs) {
+                               const int64_t *expert_count, const int32_t *bad, uint8_t *msgs,
+                               moep__cuda_peer_dst_t to, bool mapped) {
     int32_t r = blockIdx.x;
-    uint8_t *m = msgs + (size_t)r * a.msg_bytes;
+    uint8_t *m = mapped ? (uint8_t *)to.base[r] : msgs + (size_t)r * a.msg_bytes;
     if (threadIdx.x == 0) {
         int32_t *h = (int32_t *)m;
         h[0] = (int32_t)a.magic;
@@ -315,8 +347,34 @@ unsigned threads_for(size_t units) { return units >= 256 ? 256 : units >= 64 ? 1
 extern "C" int moep__cuda_write_headers(const moep__cuda_header_args_t *a, const int64_t *rank_count,
                                         const int64_t *expert_count, const int32_t *bad,
                                         uint8_t *msgs, moep_stream_t stream) {
+    moep__cuda_peer_dst_t none = {};
     headers_kernel<<<a->num_ranks, 128, 0, (cudaStream_t)stream>>>(*a, rank_count, expert_count, bad,
-                                                                    msgs);
+                                                                    msgs, none, false);
+    return cudaGetLastError();
+}
+
+extern "C" int moep__cuda_write_headers_peer(const moep__cuda_header_args_t *a,
+                                             const int64_t *rank_count, const int64_t *expert_count,
+                                             const int32_t *bad, const moep__cuda_peer_dst_t *to,
+                                             moep_stream_t stream) {
+    headers_kernel<<<a->num_ranks, 128, 0, (cudaStream_t)stream>>>(*a, rank_count, expert_count, bad,
+                                                                    NULL, *to, true);
+    return cudaGetLastError();
+}
+
+template <typename Dst>
+static int pack(const void *x, size_t row_bytes, int64_t T, int32_t R, const int32_t *trs,
+                const int32_t *topk_idx, const float *topk_w, int32_t k, const Dst &d, cudaStream_t s) {
+    if (T == 0) return cudaSuccess;
+    int v = vec_of(row_bytes);
+    unsigned th = threads_for(row_bytes / (size_t)v);
+    const uint8_t *xb = (const uint8_t *)x;
+    if (v == 16)
+        pack_kernel<uint4><<<(unsigned)T, th, 0, s>>>(xb, row_bytes, R, trs, topk_idx, topk_w, k, d);
+    else if (v == 4)
+        pack_kernel<uint32_t><<<(unsigned)T, th, 0, s>>>(xb, row_bytes, R, trs, topk_idx, topk_w, k, d);
+    else
+        pack_kernel<uint8_t><<<(unsigned)T, th, 0, s>>>(xb, row_bytes, R, trs, topk_idx, topk_w, k, d);
     return cudaGetLastError();
 }
 
@@ -324,21 +382,18 @@ extern "C" int moep__cuda_pack(const void *x, size_t row_bytes, int64_t T, int32
                                const int32_t *trs, void *send_x, const int32_t *topk_idx,
                                const float *topk_w, int32_t k, void *meta,
                                const moep__cuda_pack_self_t *self, moep_stream_t stream) {
-    if (T == 0) return cudaSuccess;
-    cudaStream_t s = (cudaStream_t)stream;
-    int v = vec_of(row_bytes);
-    unsigned th = threads_for(row_bytes / (size_t)v);
-    const uint8_t *xb = (const uint8_t *)x;
-    uint8_t *sb = (uint8_t *)send_x;
-    pack_dst d = {self->rank, self->peers, self->self, self->slot0, (uint8_t *)self->x,
-                  (int32_t *)self->meta};
-    if (v == 16)
-        pack_kernel<uint4><<<(unsigned)T, th, 0, s>>>(xb, row_bytes, R, trs, sb, topk_idx, topk_w, k, (int32_t *)meta, d);
-    else if (v == 4)
-        pack_kernel<uint32_t><<<(unsigned)T, th, 0, s>>>(xb, row_bytes, R, trs, sb, topk_idx, topk_w, k, (int32_t *)meta, d);
-    else
-        pack_kernel<uint8_t><<<(unsigned)T, th, 0, s>>>(xb, row_bytes, R, trs, sb, topk_idx, topk_w, k, (int32_t *)meta, d);
-    return cudaGetLastError();
+    pack_dst d = {self->rank,          self->peers,     self->self,
+                  self->slot0,         (uint8_t *)send_x, (int32_t *)meta,
+                  (uint8_t *)self->x,  (int32_t *)self->meta};
+    return pack(x, row_bytes, T, R, trs, meta != NULL ? topk_idx : NULL, topk_w, k, d,
+                (cudaStream_t)stream);
+}
+
+extern "C" int moep__cuda_pack_peer(const void *x, size_t row_bytes, int64_t T, int32_t R,
+                                    const int32_t *trs, const int32_t *topk_idx, const float *topk_w,
+                                    int32_t k, const moep__cuda_peer_pack_t *to, moep_stream_t stream) {
+    peer_pack_dst d = {to->x, to->meta, to->me, to->blk, to->cap, (uint8_t *)to->self_x};
+    return pack(x, row_bytes, T, R, trs, topk_idx, topk_w, k, d, (cudaStream_t)stream);
 }
 
 extern "C" int moep__cuda_unpack_meta(const void *meta, const moep__cuda_recv_rows_t *n, int32_t k,
@@ -361,8 +416,9 @@ extern "C" int moep__cuda_recv_plan(const uint8_t *msgs, size_t msg_bytes, int32
 }
 
 extern "C" int moep__cuda_compact_rows(const void *pad, size_t row_bytes, int64_t cap, int32_t R,
-                                       const int64_t *recv_offset, void *recv_x, moep_stream_t stream) {
-    if (cap == 0 || R < 2) return cudaSuccess;
+                                       const int64_t *recv_offset, void *recv_x, int32_t skip,
+                                       moep_stream_t stream) {
+    if (cap == 0 || (R == 1 && skip == 0)) return cudaSuccess;
     cudaStream_t s = (cudaStream_t)stream;
     int v = vec_of(row_bytes);
     unsigned th = threads_for(row_bytes / (size_t)v);
@@ -370,11 +426,11 @@ extern "C" int moep__cuda_compact_rows(const void *pad, size_t row_bytes, int64_
     const uint8_t *p = (const uint8_t *)pad;
     uint8_t *x = (uint8_t *)recv_x;
     if (v == 16)
-        compact_kernel<uint4><<<grid, th, 0, s>>>(p, row_bytes, cap, recv_offset, x);
+        compact_kernel<uint4><<<grid, th, 0, s>>>(p, row_bytes, cap, recv_offset, x, skip);
     else if (v == 4)
-        compact_kernel<uint32_t><<<grid, th, 0, s>>>(p, row_bytes, cap, recv_offset, x);
+        compact_kernel<uint32_t><<<grid, th, 0, s>>>(p, row_bytes, cap, recv_offset, x, skip);
     else
-        compact_kernel<uint8_t><<<grid, th, 0, s>>>(p, row_bytes, cap, recv_offset, x);
+        compact_kernel<uint8_t><<<grid, th, 0, s>>>(p, row_bytes, cap, recv_offset, x, skip);
     return cudaGetLastError();
 }
 

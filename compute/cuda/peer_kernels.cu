@@ -30,6 +30,7 @@ __device__ inline uint64_t now_ns() {
 __global__ void peer_sync_kernel(moep__cuda_peer_sync_t a) {
     int32_t q = threadIdx.x;
     if (q >= a.ranks || q == a.me) return;
+    if (*(volatile int32_t *)a.error != 0) return; /* a peer is already given up on: no second wait */
     __threadfence_system();
     store_release(a.area[q] + (size_t)a.kind * a.ranks + a.me, a.value);
     const uint64_t *mine = a.area[a.me] + (size_t)a.kind * a.ranks + q;

@@ -251,7 +251,7 @@ static int stalled_peer_rank(const harness_config_t *cfg, const moep_bootstrap_t
     const ep_spec_t *s = arg;
     int32_t rank = bs->rank, rc = 0;
     moep_comm_t *comm = NULL;
-    moep_handle_t *h = NULL, *h2 = NULL;
+    moep_handle_t *h = NULL;
     ep_tokens_t t = {0};
     dev_tokens_t d = {0};
     void *dy = NULL, *dout = NULL;
@@ -287,7 +287,7 @@ static int stalled_peer_rank(const harness_config_t *cfg, const moep_bootstrap_t
     }
     double t0 = now_ms();
     st = moep_combine(comm, &cbp, h);
-    if (st == MOEP_OK) st = moep_dispatch(comm, &d.dp, &h2, &r);
+    if (st == MOEP_OK) st = moep_dispatch(comm, &d.dp, &h, &r);
     double waited = now_ms() - t0;
     if (st != MOEP_ERR_TIMEOUT || waited > 5000)
         RANK_FAIL("combine + dispatch with a stalled peer: %s after %.0f ms (%s), expected "
@@ -297,7 +297,6 @@ out:
     dev_tokens_free(&d);
     cudaFree(dy), cudaFree(dout);
     moep_handle_destroy(h);
-    moep_handle_destroy(h2);
     moep_comm_destroy(comm);
     return rc;
 }

@@ -96,7 +96,7 @@ static moep_status_t reduce_pipelined(moep_comm_t *c, moep_handle_t *h, const mo
 /* Peer-mapped: every received token's partial goes straight into its home
  * rank's buffer (ours included), in one kernel; no transport. Before it,
  * wait until every peer has finished reading its buffer in the previous
- * combine; after it, signal "written" to each peer and wait for theirs.
+ * peer-mapped op; after it, signal "written" to each peer and wait for theirs.
  * The home sums then read our buffer, laid out like partial_recv. */
 static moep_status_t reduce_into_peers(moep_comm_t *c, moep_handle_t *h, const moep_combine_params_t *p,
                                        size_t row, void **partial_recv) {
@@ -109,8 +109,7 @@ static moep_status_t reduce_into_peers(moep_comm_t *c, moep_handle_t *h, const m
         if (b > need) need = b;
         if (q != me) h->combine_wire_bytes += (size_t)h->recv_count[q] * row;
     }
-    MOEP_TRY(moep__gpu_peer_reserve(c, FN, need));
-    if (pm->last_combine != 0) MOEP_TRY(moep__gpu_peer_sync(c, FN, MOEP__PEER_FREED, pm->last_combine));
+    MOEP_TRY(moep__gpu_peer_begin(c, FN, need));
     moep__cuda_peer_dst_t dst;
     memset(&dst, 0, sizeof dst);
     for (int32_t q = 0; q < R; q++) dst.base[q] = (uint8_t *)pm->bufs[q] + (size_t)me * g->peer_blk[q] * row;
@@ -118,8 +117,7 @@ static moep_status_t reduce_into_peers(moep_comm_t *c, moep_handle_t *h, const m
                                             h->hidden, g->slot_row.p, g->weight.p, h->num_recv,
                                             h->top_k, g->src.p, g->recv_offset.p, &dst, c->gpu->stream);
     MOEP_TRY(moep__cuda_check(c, FN, err, "combine kernel (experts, into the peers)"));
-    MOEP_TRY(moep__gpu_peer_sync(c, FN, MOEP__PEER_ARRIVED, c->seq));
-    pm->last_combine = c->seq;
+    MOEP_TRY(moep__gpu_peer_end(c, FN));
     *partial_recv = pm->buf;
     return MOEP_OK;
 }

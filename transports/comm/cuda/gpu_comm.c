@@ -37,14 +37,19 @@ moep_status_t moep__gpu_wait_event(moep_comm_t *c, const char *fn, cudaEvent_t e
     double deadline = moep__now_ms() + c->timeout_ms;
     for (;;) {
         cudaError_t e = cudaEventQuery(ev);
-        if (e == cudaSuccess) return MOEP_OK;
-        if (e != cudaErrorNotReady) {
+        if (e != cudaSuccess && e != cudaErrorNotReady) {
             c->broken = true;
             return moep__cuda_check(c, fn, e, what);
         }
-        moep_status_t st = c->vt->progress(c->tctx);
-        if (st == MOEP_OK && (st = moep__gpu_peer_check(c, fn)) != MOEP_OK)
+        /* a signal kernel that gave up on a peer lets the work after it run
+         * on what never arrived: that is a timeout, done or not */
+        moep_status_t st = moep__gpu_peer_check(c, fn);
+        if (st != MOEP_OK)
             c->vt->cancel(c->tctx, NULL); /* a peer is gone: so are the transport's ops */
+        else if (e == cudaSuccess)
+            return MOEP_OK;
+        else
+            st = c->vt->progress(c->tctx);
         if (st != MOEP_OK) {
             c->broken = true;
             return moep__comm_fail(c, st, "%s: %s: %s", fn, what, moep_last_error());

@@ -22,7 +22,7 @@ typedef struct moep__gpu_peer {
     void *bufs[MOEP_CUDA_PEER_MAX];       /* every rank's, mapped here */
     size_t bytes;                         /* of every rank's buffer */
     int32_t *error_host, *error_dev;      /* 1 + the peer a signal kernel gave up on */
-    uint64_t last_combine;                /* seq of the previous peer-mapped combine, 0 = none */
+    uint64_t last_op;                     /* seq of the previous peer-mapped dispatch / combine, 0 = none */
     void *scratch;                        /* device staging of the handle exchange */
     size_t scratch_cap;
     cudaEvent_t ready;
@@ -79,6 +79,8 @@ struct moep__gpu_handle {
     int64_t num_slots; /* R * blk */
     int64_t *rank_offset; /* [R+1] host: slot ranges per destination */
     int64_t *peer_blk;    /* [R] host: rank r's slot block (its rank_offset step) */
+    int64_t peer_rows;    /* the largest T of the fresh dispatch: rows per source block
+                           * of a peer-mapped cached dispatch */
 };
 
 /* A CUDA failure as MOEP_ERR_CUDA naming the call; OK for cudaSuccess. */
@@ -133,14 +135,21 @@ moep_status_t moep__gpu_peer_init(moep_comm_t *c);
 void moep__gpu_peer_free(moep_comm_t *c);
 moep_status_t moep__gpu_peer_reserve(moep_comm_t *c, const char *fn, size_t need);
 moep_status_t moep__gpu_peer_sync(moep_comm_t *c, const char *fn, int kind, uint64_t value);
+/* A peer-mapped op (the comm's seq) on the comm's stream: begin waits until
+ * every peer has finished reading its buffer in the previous op (growing
+ * the buffers to `need` first); end, after our writes into the peers,
+ * signals them and waits for their writes into ours. */
+moep_status_t moep__gpu_peer_begin(moep_comm_t *c, const char *fn, size_t need);
+moep_status_t moep__gpu_peer_end(moep_comm_t *c, const char *fn);
 moep_status_t moep__gpu_peer_check(moep_comm_t *c, const char *fn);
 
 /* One-round fresh dispatch (gpu_round.c). cap rows per peer block. */
 /* Rows per peer block for the next fresh dispatch from every rank's T
  * (max_t): the same on every rank; 0 = two rounds. */
-int64_t moep__gpu_next_cap(int32_t R, int32_t k, int64_t max_t);
+int64_t moep__gpu_next_cap(int32_t R, int32_t k, int64_t max_t, bool peer);
 /* Worst-case receive buffers of a one-round dispatch. */
-moep_status_t moep__gpu_round_reserve(moep_comm_t *c, moep_handle_t *h, int64_t cap, size_t row);
+moep_status_t moep__gpu_round_reserve(moep_comm_t *c, moep_handle_t *h, int64_t cap, size_t row,
+                                      bool padded);
 /* The meta and x transfers of the round (inside the caller's group):
  * sends cap rows of each peer block (send slots r * blk), receives rank 0's
  * block straight into recv_x (when it is a peer), the others into padded
@@ -148,7 +157,13 @@ moep_status_t moep__gpu_round_reserve(moep_comm_t *c, moep_handle_t *h, int64_t 
 moep_status_t moep__gpu_round_transfer(moep_comm_t *c, moep_handle_t *h, int64_t cap, size_t row);
 /* After the round, on the GPU: receive and expert offsets from the received
  * messages, compaction of blocks 1.. into recv_x, ids/weights, expert rows. */
-moep_status_t moep__gpu_round_finish(moep_comm_t *c, moep_handle_t *h, int64_t cap, size_t row);
+typedef struct moep__gpu_round_in {
+    const uint8_t *msgs;   /* R count messages */
+    const void *meta, *x;  /* padded blocks of cap rows per source rank */
+    int32_t skip;          /* block already in place in recv_x (-1: none) */
+} moep__gpu_round_in_t;
+moep_status_t moep__gpu_round_finish(moep_comm_t *c, moep_handle_t *h, int64_t cap, size_t row,
+                                     const moep__gpu_round_in_t *in);
 /* Upper bound of expert-major rows for n received tokens. */
 int64_t moep__gpu_rows_bound(const moep_comm_t *c, const moep_handle_t *h, int64_t n);
 

@@ -3,7 +3,14 @@
  * rank is a separate process on the same host and every GPU can map every
  * other's memory (NVLink or PCIe peer access), combine writes its partial
  * sums straight into the home rank's receive buffer (the reduction IS the
- * transfer) instead of reducing into a send buffer and handing it to NCCL.
+ * transfer) instead of reducing into a send buffer and handing it to NCCL,
+ * and dispatch's pack stores x rows, ids and counts straight into the
+ * receiver's padded blocks (gpu_dispatch.c).
+ *
+ * One op at a time uses the buffer (dispatch and combine are ordered on the
+ * comm's stream): begin waits for every peer's "freed" signal of the
+ * previous op (it has finished reading its buffer), end sends "arrived"
+ * (our stores into the peers are done) and waits for every peer's.
  *
  * What each rank exports (cudaIpcGetMemHandle, handles moved over the
  * transport's own alltoallv, so no extra channel is needed):
@@ -226,4 +233,16 @@ moep_status_t moep__gpu_peer_check(moep_comm_t *c, const char *fn) {
                            "%s (rank %d): rank %d did not signal a peer-mapped combine within %d ms "
                            "(dead or stalled); the results of that combine are not valid",
                            fn, c->rank, (int)q, (int)c->timeout_ms);
+}
+
+moep_status_t moep__gpu_peer_begin(moep_comm_t *c, const char *fn, size_t need) {
+    moep__gpu_peer_t *pm = &c->gpu->peer;
+    MOEP_TRY(moep__gpu_peer_reserve(c, fn, need));
+    return pm->last_op != 0 ? moep__gpu_peer_sync(c, fn, MOEP__PEER_FREED, pm->last_op) : MOEP_OK;
+}
+
+moep_status_t moep__gpu_peer_end(moep_comm_t *c, const char *fn) {
+    MOEP_TRY(moep__gpu_peer_sync(c, fn, MOEP__PEER_ARRIVED, c->seq));
+    c->gpu->peer.last_op = c->seq;
+    return MOEP_OK;
 }

@@ -20,9 +20,10 @@
 
 static const char *const FN = "moep_dispatch";
 
-int64_t moep__gpu_next_cap(int32_t R, int32_t k, int64_t max_t) {
+int64_t moep__gpu_next_cap(int32_t R, int32_t k, int64_t max_t, bool peer) {
     if (max_t <= 0 || R < 2) return 0;
-    if (max_t <= 256) return max_t; /* decode: latency-bound, padding is cheap */
+    if (max_t <= 256 || peer) return max_t; /* decode: latency-bound, padding is cheap; peer-mapped:
+                                             * padding costs memory, never a transfer */
     /* expected share of a rank's tokens that reach a given peer with
      * uniform top-k routing: 1 - (1 - 1/R)^k */
     double miss = 1.0;
@@ -35,12 +36,15 @@ int64_t moep__gpu_rows_bound(const moep_comm_t *c, const moep_handle_t *h, int64
     return n * per + (int64_t)c->num_local_experts * (h->alignment - 1);
 }
 
-moep_status_t moep__gpu_round_reserve(moep_comm_t *c, moep_handle_t *h, int64_t cap, size_t row) {
+moep_status_t moep__gpu_round_reserve(moep_comm_t *c, moep_handle_t *h, int64_t cap, size_t row,
+                                      bool padded) {
     struct moep__gpu_handle *g = h->gpu;
     size_t n = (size_t)c->world_size * (size_t)cap, k = (size_t)h->top_k;
     MOEP_TRY(moep__dbuf_reserve(c, FN, &g->recv_x, n * row));
-    MOEP_TRY(moep__dbuf_reserve(c, FN, &g->recv_pad, n * row));
-    MOEP_TRY(moep__dbuf_reserve(c, FN, &g->recv_meta, n * 8 * k));
+    if (padded) { /* else the padded blocks are in the peer-mapped buffer */
+        MOEP_TRY(moep__dbuf_reserve(c, FN, &g->recv_pad, n * row));
+        MOEP_TRY(moep__dbuf_reserve(c, FN, &g->recv_meta, n * 8 * k));
+    }
     MOEP_TRY(moep__dbuf_reserve(c, FN, &g->local_idx, n * 4 * k));
     MOEP_TRY(moep__dbuf_reserve(c, FN, &g->weight, n * 4 * k));
     MOEP_TRY(moep__dbuf_reserve(c, FN, &g->src, n * 4));
@@ -79,21 +83,22 @@ moep_status_t moep__gpu_round_transfer(moep_comm_t *c, moep_handle_t *h, int64_t
     return st;
 }
 
-moep_status_t moep__gpu_round_finish(moep_comm_t *c, moep_handle_t *h, int64_t cap, size_t row) {
+moep_status_t moep__gpu_round_finish(moep_comm_t *c, moep_handle_t *h, int64_t cap, size_t row,
+                                     const moep__gpu_round_in_t *in) {
     struct moep__gpu_handle *g = h->gpu;
     int32_t R = c->world_size, L = c->num_local_experts, k = h->top_k;
     moep_stream_t s = c->gpu->stream;
     int64_t *recv_offset = g->recv_offset.p;
     moep__cuda_recv_rows_t n = {(int64_t)R * cap, recv_offset + R};
     int64_t rows_cap = moep__gpu_rows_bound(c, h, n.max);
-    int err = moep__cuda_recv_plan(g->recv_hdr.p, g->msg_bytes, R, cap, c->gpu->local_experts, L,
+    int err = moep__cuda_recv_plan(in->msgs, g->msg_bytes, R, cap, c->gpu->local_experts, L,
                                    h->alignment, recv_offset, g->expert_offset.p, s);
     MOEP_TRY(moep__cuda_check(c, FN, err, "one-round dispatch kernels"));
     /* the compaction (a copy of the peers' rows) on the side stream, beside
      * the ids and the expert rows */
     MOEP_TRY(moep__gpu_fork(c, FN));
-    err = moep__cuda_compact_rows(g->recv_pad.p, row, cap, R, recv_offset, g->recv_x.p, c->gpu->side);
-    if (!err) err = moep__cuda_unpack_meta(g->recv_meta.p, &n, k, c->num_experts, c->gpu->global_to_local,
+    err = moep__cuda_compact_rows(in->x, row, cap, R, recv_offset, g->recv_x.p, in->skip, c->gpu->side);
+    if (!err) err = moep__cuda_unpack_meta(in->meta, &n, k, c->num_experts, c->gpu->global_to_local,
                                            recv_offset, R, cap, g->local_idx.p, g->weight.p, g->src.p, s);
     if (!err) err = moep__cuda_expert_rows(g->local_idx.p, &n, k, L, g->expert_offset.p, rows_cap,
                                            g->slot_row.p, g->row_src.p, g->rows_scratch.p, s);
