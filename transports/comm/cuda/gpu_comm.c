@@ -11,17 +11,29 @@ moep_status_t moep__cuda_check(moep_comm_t *c, const char *fn, int err, const ch
                            cudaGetErrorString((cudaError_t)err));
 }
 
+/* Stream-ordered (cudaMallocAsync / cudaFreeAsync on the comm's stream):
+ * cudaFree would wait for the whole device, so a transfer stuck on a dead
+ * peer would hang the host here instead of reaching the deadline below. */
 moep_status_t moep__dbuf_reserve(moep_comm_t *c, const char *fn, moep__dbuf_t *b, size_t need) {
     if (need <= b->cap && b->p != NULL) return MOEP_OK;
     size_t grown = need + need / 4 + 256;
     void *p = NULL;
-    cudaError_t e = cudaMalloc(&p, grown);
+    cudaStream_t s = (cudaStream_t)c->gpu->stream;
+    cudaError_t e = cudaMallocAsync(&p, grown, s);
+    bool ordered = e == cudaSuccess;
+    if (e == cudaErrorNotSupported) { /* no memory pools on this device / driver */
+        cudaGetLastError();
+        e = cudaMalloc(&p, grown);
+    }
     if (e != cudaSuccess) {
         cudaGetLastError(); /* clear the sticky-free error state */
         return moep__comm_fail(c, e == cudaErrorMemoryAllocation ? MOEP_ERR_NO_MEMORY : MOEP_ERR_CUDA,
                                "%s: cudaMalloc(%zu): %s", fn, grown, cudaGetErrorString(e));
     }
-    if (b->p != NULL) cudaFree(b->p);
+    if (b->p != NULL && ordered)
+        cudaFreeAsync(b->p, s);
+    else if (b->p != NULL)
+        cudaFree(b->p);
     b->p = p;
     b->cap = grown;
     return MOEP_OK;
