@@ -18,9 +18,7 @@
  * Cached dispatch (MOEP_DISPATCH_REUSE_LAYOUT): pack (own rows straight into
  * recv_x) -> alltoallv -> expert rows; no host sync.
  * On one node with peer-mapped buffers (gpu_peer.c), the one round and the
- * cached dispatch skip the transport: the count messages, meta and x rows
- * are stored straight into every rank's padded blocks by the pack kernel,
- * one signal round, then the receiver moves its blocks into recv_x.
+ * cached dispatch skip the transport (gpu_dispatch_peer.c).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +31,7 @@ moep_status_t moep__handle_create(moep_comm_t *c, moep_handle_t **h_p);
 
 #define HDR_BYTES 40 /* moep_dispatch_header_t */
 
-static size_t esize(moep_dtype_t t) { return t == MOEP_DTYPE_BF16 ? 2 : 4; }
+static size_t esize(moep_dtype_t t) { return moep__gpu_esize(t); }
 
 static moep_status_t check_inputs(moep_comm_t *c, const moep_dispatch_params_t *p, bool reuse) {
     const int64_t any2[2] = {MOEP_ANY, MOEP_ANY};
@@ -143,63 +141,6 @@ static moep_status_t first_group(moep_comm_t *c, moep_handle_t *h, int64_t cap) 
     return moep__gpu_group_end(c, FN, st);
 }
 
-/* Where a peer-mapped round puts things in every rank's mapped buffer:
- * the R count messages, then meta and x in padded blocks of cap rows per
- * source rank. The same on every rank (cap, E, k and the row are). */
-typedef struct peer_round_layout {
-    size_t meta, x, bytes;
-} peer_round_layout_t;
-
-static peer_round_layout_t peer_round_layout(const moep_comm_t *c, const moep_handle_t *h, int64_t cap) {
-    size_t R = (size_t)c->world_size, row = (size_t)h->hidden * esize(h->dtype);
-    peer_round_layout_t l;
-    l.meta = (R * h->gpu->msg_bytes + 255) / 256 * 256;
-    l.x = l.meta + (R * (size_t)cap * 8 * (size_t)h->top_k + 255) / 256 * 256;
-    l.bytes = l.x + R * (size_t)cap * row;
-    return l;
-}
-
-/* The one round on peer-mapped buffers (c->gpu->peer.on, cap > 0): the
- * count messages and the pack go straight into every rank's padded blocks
- * (ours too), one signal round, then the same receive-side kernels as the
- * transport round, reading the blocks in our mapped buffer. */
-static moep_status_t first_round_peer(moep_comm_t *c, moep_handle_t *h, const moep_dispatch_params_t *p,
-                                      const staging_t *sg, int64_t cap, const moep__cuda_header_args_t *ha,
-                                      const int64_t *rank_count, const int32_t *bad) {
-    struct moep__gpu_handle *g = h->gpu;
-    moep__gpu_peer_t *pm = &c->gpu->peer;
-    int32_t R = c->world_size, me = c->rank;
-    size_t row = (size_t)h->hidden * esize(h->dtype);
-    peer_round_layout_t l = peer_round_layout(c, h, cap);
-    MOEP_TRY(moep__gpu_peer_begin(c, FN, l.bytes));
-    moep__cuda_peer_dst_t to;
-    moep__cuda_peer_pack_t pk;
-    memset(&to, 0, sizeof to);
-    memset(&pk, 0, sizeof pk);
-    for (int32_t r = 0; r < R; r++) {
-        to.base[r] = (uint8_t *)pm->bufs[r] + (size_t)me * g->msg_bytes;
-        pk.meta.base[r] = (uint8_t *)pm->bufs[r] + l.meta;
-        pk.x.base[r] = (uint8_t *)pm->bufs[r] + l.x;
-    }
-    pk.me = me;
-    pk.blk = g->blk;
-    pk.cap = cap;
-    moep_stream_t s = c->gpu->stream;
-    int err = moep__cuda_write_headers_peer(ha, rank_count, g->expert_count.p, bad, &to, s);
-    if (!err) err = moep__cuda_pack_peer(p->x->data, row, h->num_tokens, R, g->trs.p, p->topk_idx->data,
-                                         p->topk_weights->data, h->top_k, &pk, s);
-    MOEP_TRY(moep__cuda_check(c, FN, err, "pack kernel (into the peers)"));
-    MOEP_TRY(moep__gpu_peer_end(c, FN));
-    cudaStream_t cs = (cudaStream_t)s;
-    err = cudaMemcpyAsync(sg->msgs, pm->buf, (size_t)R * g->msg_bytes, cudaMemcpyDeviceToHost, cs);
-    if (!err) /* rank counts and bad follow in the staging, as in recv_hdr */
-        err = cudaMemcpyAsync(sg->rank_count, rank_count, (size_t)R * 8 + 4, cudaMemcpyDeviceToHost, cs);
-    if (!err) err = cudaEventRecord(g->counts_ready, cs);
-    MOEP_TRY(moep__cuda_check(c, FN, err, "copy of the counts"));
-    moep__gpu_round_in_t in = {pm->buf, (uint8_t *)pm->buf + l.meta, (uint8_t *)pm->buf + l.x, -1};
-    return moep__gpu_round_finish(c, h, cap, row, &in);
-}
-
 /* Layout, count messages, pack, the first group, the copy home of the
  * counts and (one round) the GPU side of the receive. */
 static moep_status_t first_round(moep_comm_t *c, moep_handle_t *h, const moep_dispatch_params_t *p,
@@ -219,7 +160,7 @@ static moep_status_t first_round(moep_comm_t *c, moep_handle_t *h, const moep_di
                                    (int32_t)MOEP_ERR_OUT_OF_RANGE, E, R, (int32_t)T, g->msg_bytes};
     if (cap > 0 && c->gpu->peer.on) {
         MOEP_TRY(moep__cuda_check(c, FN, err, "layout kernels"));
-        return first_round_peer(c, h, p, sg, cap, &ha, rank_count, bad);
+        return moep__gpu_peer_round(c, h, p, cap, &ha, rank_count, bad, sg->msgs, sg->rank_count);
     }
     if (!err) err = moep__cuda_write_headers(&ha, rank_count, g->expert_count.p, bad, g->send_hdr.p, s);
     if (!err) /* our own message skips the transport */
@@ -390,37 +331,6 @@ static moep_status_t exchange_fresh(moep_comm_t *c, moep_handle_t *h, const moep
     return moep__gpu_join(c, FN);
 }
 
-/* Cached dispatch on peer-mapped buffers: our rows straight into every
- * peer's padded blocks (peer_rows per source rank) and into our recv_x,
- * one signal round, then the peers' blocks moved into recv_x at the cached
- * offsets. */
-static moep_status_t cached_peer(moep_comm_t *c, moep_handle_t *h, const moep_dispatch_params_t *p) {
-    struct moep__gpu_handle *g = h->gpu;
-    moep__gpu_peer_t *pm = &c->gpu->peer;
-    int32_t R = c->world_size;
-    size_t row = (size_t)h->hidden * esize(h->dtype);
-    int64_t P = g->peer_rows;
-    MOEP_TRY(moep__gpu_peer_begin(c, FN, (size_t)R * (size_t)P * row));
-    moep__cuda_peer_pack_t pk;
-    memset(&pk, 0, sizeof pk);
-    for (int32_t r = 0; r < R; r++) pk.x.base[r] = pm->bufs[r];
-    pk.me = c->rank;
-    pk.blk = g->blk;
-    pk.cap = P;
-    pk.self_x = (uint8_t *)g->recv_x.p + (size_t)h->recv_offset[c->rank] * row; /* known: no detour */
-    moep_stream_t s = c->gpu->stream;
-    int err = moep__cuda_pack_peer(p->x->data, row, h->num_tokens, R, g->trs.p, NULL, NULL, h->top_k,
-                                   &pk, s);
-    MOEP_TRY(moep__cuda_check(c, FN, err, "pack kernel (into the peers)"));
-    MOEP_TRY(moep__gpu_peer_end(c, FN));
-    err = moep__cuda_compact_rows(pm->buf, row, P, R, g->recv_offset.p, g->recv_x.p, c->rank, s);
-    MOEP_TRY(moep__cuda_check(c, FN, err, "compaction kernel"));
-    h->dispatch_wire_bytes = 0;
-    for (int32_t r = 0; r < R; r++)
-        if (r != c->rank) h->dispatch_wire_bytes += (uint64_t)h->send_count[r] * row;
-    return MOEP_OK;
-}
-
 static moep_status_t expert_layout(moep_comm_t *c, moep_handle_t *h, const staging_t *sg) {
     struct moep__gpu_handle *g = h->gpu;
     cudaStream_t s = (cudaStream_t)c->gpu->stream;
@@ -548,7 +458,7 @@ moep_status_t moep__gpu_dispatch(moep_comm_t *c, const moep_dispatch_params_t *p
     c->seq++;
     moep_status_t st;
     if (reuse && c->gpu->peer.on) {
-        st = cached_peer(c, h, &p);
+        st = moep__gpu_peer_cached(c, h, &p);
         if (st == MOEP_OK) st = gather(c, h, expert_x);
         if (st != MOEP_OK) c->broken = true;
     } else if (reuse) {

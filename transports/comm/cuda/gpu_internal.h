@@ -143,6 +143,21 @@ moep_status_t moep__gpu_peer_begin(moep_comm_t *c, const char *fn, size_t need);
 moep_status_t moep__gpu_peer_end(moep_comm_t *c, const char *fn);
 moep_status_t moep__gpu_peer_check(moep_comm_t *c, const char *fn);
 
+/* Bytes per element of a dispatch / combine row (bf16 or f32). */
+static inline size_t moep__gpu_esize(moep_dtype_t t) { return t == MOEP_DTYPE_BF16 ? 2 : 4; }
+
+/* Dispatch on peer-mapped buffers (gpu_dispatch_peer.c, c->gpu->peer.on).
+ * round: the fresh dispatch's one round (cap > 0) after the layout kernels:
+ * messages (ha, rank_count, expert counts, bad), meta and x into every
+ * rank's padded blocks, the copy home of the messages and our rank counts
+ * + bad (host_msgs, host_rank_count: pinned) and the receive-side kernels.
+ * cached: a MOEP_DISPATCH_REUSE_LAYOUT dispatch into recv_x. */
+moep_status_t moep__gpu_peer_round(moep_comm_t *c, moep_handle_t *h, const moep_dispatch_params_t *p,
+                                   int64_t cap, const moep__cuda_header_args_t *ha,
+                                   const int64_t *rank_count, const int32_t *bad, void *host_msgs,
+                                   int64_t *host_rank_count);
+moep_status_t moep__gpu_peer_cached(moep_comm_t *c, moep_handle_t *h, const moep_dispatch_params_t *p);
+
 /* One-round fresh dispatch (gpu_round.c). cap rows per peer block. */
 /* Rows per peer block for the next fresh dispatch from every rank's T
  * (max_t): the same on every rank; 0 = two rounds. */

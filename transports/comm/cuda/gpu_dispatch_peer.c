@@ -1,0 +1,103 @@
+/*
+ * Dispatch on peer-mapped buffers (gpu_peer.c; ranks of one node): the
+ * fresh dispatch's one round and the cached dispatch skip the transport.
+ * The pack kernel stores count messages, ids and x rows straight into every
+ * rank's padded blocks of cap rows per source rank (a cached dispatch puts
+ * our own rows straight into recv_x), one signal round, then the receiver
+ * moves its blocks into recv_x and lays out the rest as the transport round
+ * does (gpu_round.c).
+ */
+#include <string.h>
+
+#include "gpu_internal.h"
+
+static const char *const FN = "moep_dispatch";
+
+/* Where a peer-mapped round puts things in every rank's mapped buffer:
+ * the R count messages, then meta and x in padded blocks of cap rows per
+ * source rank. The same on every rank (cap, E, k and the row are). */
+typedef struct peer_round_layout {
+    size_t meta, x, bytes;
+} peer_round_layout_t;
+
+static peer_round_layout_t round_layout(const moep_comm_t *c, const moep_handle_t *h, int64_t cap) {
+    size_t R = (size_t)c->world_size, row = (size_t)h->hidden * moep__gpu_esize(h->dtype);
+    peer_round_layout_t l;
+    l.meta = (R * h->gpu->msg_bytes + 255) / 256 * 256;
+    l.x = l.meta + (R * (size_t)cap * 8 * (size_t)h->top_k + 255) / 256 * 256;
+    l.bytes = l.x + R * (size_t)cap * row;
+    return l;
+}
+
+/* The one round on peer-mapped buffers (c->gpu->peer.on, cap > 0): the
+ * count messages and the pack go straight into every rank's padded blocks
+ * (ours too), one signal round, then the same receive-side kernels as the
+ * transport round, reading the blocks in our mapped buffer. */
+moep_status_t moep__gpu_peer_round(moep_comm_t *c, moep_handle_t *h, const moep_dispatch_params_t *p,
+                                   int64_t cap, const moep__cuda_header_args_t *ha,
+                                   const int64_t *rank_count, const int32_t *bad, void *host_msgs,
+                                   int64_t *host_rank_count) {
+    struct moep__gpu_handle *g = h->gpu;
+    moep__gpu_peer_t *pm = &c->gpu->peer;
+    int32_t R = c->world_size, me = c->rank;
+    size_t row = (size_t)h->hidden * moep__gpu_esize(h->dtype);
+    peer_round_layout_t l = round_layout(c, h, cap);
+    MOEP_TRY(moep__gpu_peer_begin(c, FN, l.bytes));
+    moep__cuda_peer_dst_t to;
+    moep__cuda_peer_pack_t pk;
+    memset(&to, 0, sizeof to);
+    memset(&pk, 0, sizeof pk);
+    for (int32_t r = 0; r < R; r++) {
+        to.base[r] = (uint8_t *)pm->bufs[r] + (size_t)me * g->msg_bytes;
+        pk.meta.base[r] = (uint8_t *)pm->bufs[r] + l.meta;
+        pk.x.base[r] = (uint8_t *)pm->bufs[r] + l.x;
+    }
+    pk.me = me;
+    pk.blk = g->blk;
+    pk.cap = cap;
+    moep_stream_t s = c->gpu->stream;
+    int err = moep__cuda_write_headers_peer(ha, rank_count, g->expert_count.p, bad, &to, s);
+    if (!err) err = moep__cuda_pack_peer(p->x->data, row, h->num_tokens, R, g->trs.p, p->topk_idx->data,
+                                         p->topk_weights->data, h->top_k, &pk, s);
+    MOEP_TRY(moep__cuda_check(c, FN, err, "pack kernel (into the peers)"));
+    MOEP_TRY(moep__gpu_peer_end(c, FN));
+    cudaStream_t cs = (cudaStream_t)s;
+    err = cudaMemcpyAsync(host_msgs, pm->buf, (size_t)R * g->msg_bytes, cudaMemcpyDeviceToHost, cs);
+    if (!err) /* rank counts and bad follow in the staging, as in recv_hdr */
+        err = cudaMemcpyAsync(host_rank_count, rank_count, (size_t)R * 8 + 4, cudaMemcpyDeviceToHost, cs);
+    if (!err) err = cudaEventRecord(g->counts_ready, cs);
+    MOEP_TRY(moep__cuda_check(c, FN, err, "copy of the counts"));
+    moep__gpu_round_in_t in = {pm->buf, (uint8_t *)pm->buf + l.meta, (uint8_t *)pm->buf + l.x, -1};
+    return moep__gpu_round_finish(c, h, cap, row, &in);
+}
+
+/* Cached dispatch on peer-mapped buffers: our rows straight into every
+ * peer's padded blocks (peer_rows per source rank) and into our recv_x,
+ * one signal round, then the peers' blocks moved into recv_x at the cached
+ * offsets. */
+moep_status_t moep__gpu_peer_cached(moep_comm_t *c, moep_handle_t *h, const moep_dispatch_params_t *p) {
+    struct moep__gpu_handle *g = h->gpu;
+    moep__gpu_peer_t *pm = &c->gpu->peer;
+    int32_t R = c->world_size;
+    size_t row = (size_t)h->hidden * moep__gpu_esize(h->dtype);
+    int64_t P = g->peer_rows;
+    MOEP_TRY(moep__gpu_peer_begin(c, FN, (size_t)R * (size_t)P * row));
+    moep__cuda_peer_pack_t pk;
+    memset(&pk, 0, sizeof pk);
+    for (int32_t r = 0; r < R; r++) pk.x.base[r] = pm->bufs[r];
+    pk.me = c->rank;
+    pk.blk = g->blk;
+    pk.cap = P;
+    pk.self_x = (uint8_t *)g->recv_x.p + (size_t)h->recv_offset[c->rank] * row; /* known: no detour */
+    moep_stream_t s = c->gpu->stream;
+    int err = moep__cuda_pack_peer(p->x->data, row, h->num_tokens, R, g->trs.p, NULL, NULL, h->top_k,
+                                   &pk, s);
+    MOEP_TRY(moep__cuda_check(c, FN, err, "pack kernel (into the peers)"));
+    MOEP_TRY(moep__gpu_peer_end(c, FN));
+    err = moep__cuda_compact_rows(pm->buf, row, P, R, g->recv_offset.p, g->recv_x.p, c->rank, s);
+    MOEP_TRY(moep__cuda_check(c, FN, err, "compaction kernel"));
+    h->dispatch_wire_bytes = 0;
+    for (int32_t r = 0; r < R; r++)
+        if (r != c->rank) h->dispatch_wire_bytes += (uint64_t)h->send_count[r] * row;
+    return MOEP_OK;
+}
