@@ -1,11 +1,14 @@
 /*
- * GPU dispatch + combine over NCCL, 2 ranks (one process per GPU): the
- * results are checked against what the CPU path must produce
- * (tests/comm/ep_workload.h, the same checks as the CPU suites): random and
- * skewed (Zipf) routing, bf16, T from 0 to 8192, then the cached layout;
- * and an out-of-range expert id on one rank (what moep_route_cuda_async
- * makes of NaN scores): that rank MOEP_ERR_OUT_OF_RANGE, the other
- * MOEP_ERR_REMOTE, and the same comm then works.
+ * GPU dispatch + combine, 2 ranks and, on machines with 4 GPUs, 4 ranks (one
+ * process per GPU): the results are checked against what the CPU path must
+ * produce (tests/comm/ep_workload.h, the same checks as the CPU suites):
+ * random and skewed (Zipf) routing, bf16, T from 0 to 8192, then the cached
+ * layout; an out-of-range expert id on one rank (what moep_route_cuda_async
+ * makes of NaN scores): that rank MOEP_ERR_OUT_OF_RANGE, the others
+ * MOEP_ERR_REMOTE, and the same comm then works; combine in pieces on the
+ * transport; a stalled peer. Where the node has GPU peer access the
+ * exchanges run on peer-mapped buffers, else (and with MOEP_GPU_PEER=0) on
+ * NCCL.
  */
 #include <check.h>
 #include <cuda_runtime.h>
@@ -193,15 +196,21 @@ out:
     return rc;
 }
 
+/* On 2 GPUs, and on 4 where the machine has them (ranks 2 and 3 get rank
+ * 1's and rank 0's token counts). */
 static void run_case(route_pattern_t pat, int32_t T0, int32_t T1, int32_t H, int32_t align,
                      int bad_id_first) {
-    gpu_case_t c = {{.world = 2, .num_experts = 256, .top_k = 8, .hidden = H,
-                     .dtype = MOEP_DTYPE_BF16, .pattern = pat, .tokens = {T0, T1},
-                     .seed = 99 + (uint64_t)T0, .alignment = align},
-                    bad_id_first};
-    char report[2048] = "";
-    int failed = harness_run(&nccl_cfg, 2, gpu_rank, &c, 240, report, sizeof report);
-    ck_assert_msg(failed == 0, "pattern %d T=%d/%d H=%d: %s", (int)pat, T0, T1, H, report);
+    for (int world = 2; world <= 4; world += 2) {
+        if (world > 2 && gpu_count() < world) break;
+        gpu_case_t c = {{.world = world, .num_experts = 256, .top_k = 8, .hidden = H,
+                         .dtype = MOEP_DTYPE_BF16, .pattern = pat, .tokens = {T0, T1, T1, T0},
+                         .seed = 99 + (uint64_t)T0, .alignment = align},
+                        bad_id_first};
+        char report[2048] = "";
+        int failed = harness_run(&nccl_cfg, world, gpu_rank, &c, 240, report, sizeof report);
+        ck_assert_msg(failed == 0, "%d GPUs, pattern %d T=%d/%d H=%d: %s", world, (int)pat, T0, T1, H,
+                      report);
+    }
 }
 
 static void run(route_pattern_t pat, int32_t T0, int32_t T1, int32_t H, int32_t align) {
