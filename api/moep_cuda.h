@@ -30,6 +30,18 @@
  * combine do not synchronise at all. A peer that stalls is detected at that
  * one wait (MOEP_ERR_TIMEOUT after the comm's timeout, then ncclCommAbort);
  * NCCL async errors surface as MOEP_ERR_CUDA / MOEP_ERR_REMOTE.
+ * One node with GPU peer access (every rank a separate process, MOEP_GPU_PEER
+ * unset or 1): the comm maps one receive buffer per rank from every other
+ * rank at creation (CUDA IPC; a collective decision, the same on every
+ * rank) and the one-round and cached dispatches and combine store rows
+ * straight into the receivers' buffers instead of going through NCCL
+ * (padding then costs memory, not transfers: the one round is used for any
+ * T up to the previous largest). Each such op ends with a GPU signal round
+ * that gives up after the comm's timeout; a peer that stalls there makes
+ * the comm's next call (or the fresh dispatch's wait) return
+ * MOEP_ERR_TIMEOUT, and the results of the op that timed out are not
+ * valid. The mapped buffer is the comm's (up to R x T rows of x, grown by
+ * all ranks together).
  * Not on the GPU path yet: FP8 or bf16 wire formats different from x's dtype
  * (MOEP_ERR_UNSUPPORTED).
  */
