@@ -124,6 +124,19 @@ static int bad_id_dispatch(moep_comm_t *comm, const ep_spec_t *s, int32_t rank, 
     return rc;
 }
 
+/* A device communicator over nccl on GPU `rank` for the spec's experts. */
+static moep_status_t gpu_comm_create(const moep_bootstrap_t *bs, const ep_spec_t *s, int32_t timeout_ms,
+                                     moep_comm_t **comm) {
+    moep_comm_params_t cp;
+    moep_comm_params_init(&cp);
+    cp.transport = "nccl";
+    cp.num_experts = s->num_experts;
+    cp.timeout_ms = timeout_ms;
+    cp.device = MOEP_DEVICE_CUDA;
+    cp.device_id = bs->rank;
+    return moep_comm_create(&cp, bs, comm);
+}
+
 static int gpu_rank(const harness_config_t *cfg, const moep_bootstrap_t *bs, void *arg, char *err,
                     size_t len) {
     (void)cfg;
@@ -137,14 +150,7 @@ static int gpu_rank(const harness_config_t *cfg, const moep_bootstrap_t *bs, voi
     void *dy = NULL, *dout = NULL, *ey = NULL, *out = NULL;
     moep_dispatch_result_t hr = {0};
     size_t es = s->dtype == MOEP_DTYPE_BF16 ? 2 : 4;
-    moep_comm_params_t cp;
-    moep_comm_params_init(&cp);
-    cp.transport = "nccl";
-    cp.num_experts = s->num_experts;
-    cp.timeout_ms = 60000;
-    cp.device = MOEP_DEVICE_CUDA;
-    cp.device_id = rank;
-    moep_status_t st = moep_comm_create(&cp, bs, &comm);
+    moep_status_t st = gpu_comm_create(bs, s, 60000, &comm);
     if (st != MOEP_OK) RANK_FAIL("comm: %s %s", moep_status_name(st), moep_last_error());
     if (gc->bad_id_first && ((gc->bad_id_first == 2 && bad_id_dispatch(comm, s, rank, 0, err, len)) ||
                              bad_id_dispatch(comm, s, rank, 1, err, len))) {
@@ -264,14 +270,7 @@ static int stalled_peer_rank(const harness_config_t *cfg, const moep_bootstrap_t
     ep_tokens_t t = {0};
     dev_tokens_t d = {0};
     void *dy = NULL, *dout = NULL;
-    moep_comm_params_t cp;
-    moep_comm_params_init(&cp);
-    cp.transport = "nccl";
-    cp.num_experts = s->num_experts;
-    cp.timeout_ms = 2000;
-    cp.device = MOEP_DEVICE_CUDA;
-    cp.device_id = rank;
-    moep_status_t st = moep_comm_create(&cp, bs, &comm);
+    moep_status_t st = gpu_comm_create(bs, s, 2000, &comm);
     if (st != MOEP_OK) RANK_FAIL("comm: %s %s", moep_status_name(st), moep_last_error());
     ep_tokens_make(s, rank, 0, &t);
     dev_tokens_upload(s, &t, rank, &d);

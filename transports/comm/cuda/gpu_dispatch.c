@@ -31,8 +31,6 @@ moep_status_t moep__handle_create(moep_comm_t *c, moep_handle_t **h_p);
 
 #define HDR_BYTES 40 /* moep_dispatch_header_t */
 
-static size_t esize(moep_dtype_t t) { return moep__gpu_esize(t); }
-
 static moep_status_t check_inputs(moep_comm_t *c, const moep_dispatch_params_t *p, bool reuse) {
     const int64_t any2[2] = {MOEP_ANY, MOEP_ANY};
     MOEP_TRY(moep__check_cuda_tensor(c, FN, "x", p->x, 2, MOEP_ANY, any2));
@@ -71,7 +69,7 @@ typedef struct staging {
 static moep_status_t reserve_fresh(moep_comm_t *c, moep_handle_t *h, staging_t *sg, int64_t cap) {
     struct moep__gpu_handle *g = h->gpu;
     int32_t R = c->world_size, E = c->num_experts, L = c->num_local_experts, k = h->top_k;
-    size_t T = (size_t)h->num_tokens, row = (size_t)h->hidden * esize(h->dtype);
+    size_t T = (size_t)h->num_tokens, row = (size_t)h->hidden * moep__gpu_esize(h->dtype);
     g->blk = cap > h->num_tokens ? cap : h->num_tokens;
     g->num_slots = (int64_t)R * g->blk;
     size_t max_slots = (size_t)g->num_slots;
@@ -117,7 +115,7 @@ static moep_status_t pack(moep_comm_t *c, moep_handle_t *h, const moep_dispatch_
 static moep_status_t pack_self_round(moep_comm_t *c, moep_handle_t *h, const moep_dispatch_params_t *p,
                                      int64_t cap) {
     struct moep__gpu_handle *g = h->gpu;
-    size_t row = (size_t)h->hidden * esize(h->dtype), at = (size_t)(c->rank * cap);
+    size_t row = (size_t)h->hidden * moep__gpu_esize(h->dtype), at = (size_t)(c->rank * cap);
     void *x = c->rank == 0 ? g->recv_x.p : (uint8_t *)g->recv_pad.p + at * row;
     MOEP_TRY(moep__gpu_fork(c, FN));
     return pack(c, h, p, true, false, x, (uint8_t *)g->recv_meta.p + at * 8 * (size_t)h->top_k,
@@ -137,7 +135,8 @@ static moep_status_t first_group(moep_comm_t *c, moep_handle_t *h, int64_t cap) 
     MOEP_TRY(moep__gpu_group(c, FN, 1));
     moep_status_t st = moep__gpu_alltoallv_rows(c, FN, g->send_hdr.p, one, one + R, g->recv_hdr.p,
                                                 one, one + R, g->msg_bytes, NULL);
-    if (st == MOEP_OK && cap > 0) st = moep__gpu_round_transfer(c, h, cap, (size_t)h->hidden * esize(h->dtype));
+    if (st == MOEP_OK && cap > 0)
+        st = moep__gpu_round_transfer(c, h, cap, (size_t)h->hidden * moep__gpu_esize(h->dtype));
     return moep__gpu_group_end(c, FN, st);
 }
 
@@ -180,7 +179,7 @@ static moep_status_t first_round(moep_comm_t *c, moep_handle_t *h, const moep_di
     MOEP_TRY(moep__cuda_check(c, FN, err, "copy of the counts"));
     if (cap == 0) return MOEP_OK;
     moep__gpu_round_in_t in = {msgs, g->recv_meta.p, g->recv_pad.p, 0}; /* block 0 in place */
-    return moep__gpu_round_finish(c, h, cap, (size_t)h->hidden * esize(h->dtype), &in);
+    return moep__gpu_round_finish(c, h, cap, (size_t)h->hidden * moep__gpu_esize(h->dtype), &in);
 }
 
 /* The largest T of any rank (each message carries its sender's T). */
@@ -267,7 +266,7 @@ static void plan_counts(moep_comm_t *c, moep_handle_t *h, const staging_t *sg) {
 
 static moep_status_t reserve_recv(moep_comm_t *c, moep_handle_t *h, bool expert_x) {
     struct moep__gpu_handle *g = h->gpu;
-    size_t n = (size_t)h->num_recv, k = (size_t)h->top_k, row = (size_t)h->hidden * esize(h->dtype);
+    size_t n = (size_t)h->num_recv, k = (size_t)h->top_k, row = (size_t)h->hidden * moep__gpu_esize(h->dtype);
     MOEP_TRY(moep__dbuf_reserve(c, FN, &g->recv_x, n * row));
     MOEP_TRY(moep__dbuf_reserve(c, FN, &g->recv_meta, n * 8 * k));
     MOEP_TRY(moep__dbuf_reserve(c, FN, &g->local_idx, n * 4 * k));
@@ -289,7 +288,7 @@ static moep_status_t reserve_recv(moep_comm_t *c, moep_handle_t *h, bool expert_
 static moep_status_t pack(moep_comm_t *c, moep_handle_t *h, const moep_dispatch_params_t *p,
                           bool fresh, bool peers, void *self_x, void *self_meta, cudaStream_t stream) {
     struct moep__gpu_handle *g = h->gpu;
-    size_t row = (size_t)h->hidden * esize(h->dtype);
+    size_t row = (size_t)h->hidden * moep__gpu_esize(h->dtype);
     moep__cuda_pack_self_t ps = {c->rank, peers, self_x != NULL, g->rank_offset[c->rank], self_x,
                                  fresh ? self_meta : NULL};
     int err = moep__cuda_pack(p->x->data, row, h->num_tokens, c->world_size, g->trs.p, g->send_x.p,
@@ -301,7 +300,7 @@ static moep_status_t pack(moep_comm_t *c, moep_handle_t *h, const moep_dispatch_
 /* x rows (and on a fresh dispatch the meta) to their ranks. */
 static moep_status_t exchange_rows(moep_comm_t *c, moep_handle_t *h, bool fresh) {
     struct moep__gpu_handle *g = h->gpu;
-    size_t row = (size_t)h->hidden * esize(h->dtype);
+    size_t row = (size_t)h->hidden * moep__gpu_esize(h->dtype);
     h->dispatch_wire_bytes = 0;
     if (!fresh)
         return moep__gpu_alltoallv_rows(c, FN, g->send_x.p, h->send_count, g->rank_offset,
@@ -323,7 +322,7 @@ static moep_status_t exchange_rows(moep_comm_t *c, moep_handle_t *h, bool fresh)
  * while the transport moves the peers' rows. */
 static moep_status_t exchange_fresh(moep_comm_t *c, moep_handle_t *h, const moep_dispatch_params_t *p) {
     struct moep__gpu_handle *g = h->gpu;
-    size_t at = (size_t)h->recv_offset[c->rank], row = (size_t)h->hidden * esize(h->dtype);
+    size_t at = (size_t)h->recv_offset[c->rank], row = (size_t)h->hidden * moep__gpu_esize(h->dtype);
     MOEP_TRY(moep__gpu_fork(c, FN));
     MOEP_TRY(pack(c, h, p, true, false, (uint8_t *)g->recv_x.p + at * row,
                   (uint8_t *)g->recv_meta.p + at * 8 * (size_t)h->top_k, c->gpu->side));
@@ -353,8 +352,8 @@ static moep_status_t gather(moep_comm_t *c, moep_handle_t *h, bool expert_x) {
     if (!expert_x) return MOEP_OK;
     struct moep__gpu_handle *g = h->gpu;
     MOEP_TRY(moep__dbuf_reserve(c, FN, &g->expert_x,
-                                (size_t)h->num_expert_rows * h->hidden * esize(h->dtype)));
-    int err = moep__cuda_gather_rows(g->recv_x.p, (size_t)h->hidden * esize(h->dtype), g->row_src.p,
+                                (size_t)h->num_expert_rows * h->hidden * moep__gpu_esize(h->dtype)));
+    int err = moep__cuda_gather_rows(g->recv_x.p, (size_t)h->hidden * moep__gpu_esize(h->dtype), g->row_src.p,
                                      h->num_expert_rows, g->expert_x.p, c->gpu->stream);
     return moep__cuda_check(c, FN, err, "expert gather kernel");
 }
@@ -408,7 +407,7 @@ static moep_status_t fresh_dispatch(moep_comm_t *c, moep_handle_t *h, const moep
         for (int32_t r = 0; r < c->world_size; r++)
             if (r != c->rank)
                 h->dispatch_wire_bytes += (uint64_t)(h->send_count[r] < cap ? h->send_count[r] : cap) *
-                                              ((uint64_t)h->hidden * esize(h->dtype) + 8 * (uint64_t)h->top_k);
+                                              ((uint64_t)h->hidden * moep__gpu_esize(h->dtype) + 8 * (uint64_t)h->top_k);
     }
     if (cap == 0 || max_t > cap) { /* no round with the payload: the exact one now */
         st = reserve_recv(c, h, expert_x);
@@ -464,7 +463,7 @@ moep_status_t moep__gpu_dispatch(moep_comm_t *c, const moep_dispatch_params_t *p
     } else if (reuse) {
         st = pack(c, h, &p, false, true,
                   (uint8_t *)h->gpu->recv_x.p +
-                      (size_t)h->recv_offset[c->rank] * (size_t)h->hidden * esize(h->dtype),
+                      (size_t)h->recv_offset[c->rank] * (size_t)h->hidden * moep__gpu_esize(h->dtype),
                   NULL, (cudaStream_t)c->gpu->stream);
         if (st == MOEP_OK) st = exchange_rows(c, h, false);
         if (st == MOEP_OK) st = gather(c, h, expert_x);
