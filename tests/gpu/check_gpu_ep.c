@@ -295,7 +295,8 @@ static int stalled_peer_rank(const harness_config_t *cfg, const moep_bootstrap_t
     }
     double t0 = now_ms();
     st = moep_combine(comm, &cbp, h);
-    fprintf(stderr, "stalled peer: rank 0 combine -> %s after %.0f ms\n", moep_status_name(st), now_ms() - t0);
+    fprintf(stderr, "stalled peer: rank 0 combine -> %s after %.0f ms\n", moep_status_name(st),
+            now_ms() - t0);
     if (st == MOEP_OK) st = moep_dispatch(comm, &d.dp, &h, &r);
     double waited = now_ms() - t0;
     fprintf(stderr, "stalled peer: rank 0 dispatch -> %s after %.0f ms\n", moep_status_name(st), waited);

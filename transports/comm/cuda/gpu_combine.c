@@ -27,6 +27,16 @@ static int reduce_range(const moep_handle_t *h, const moep_combine_params_t *p, 
                                     (moep_stream_t)s);
 }
 
+/* Our own tokens' partials straight into partial_recv (they skip the transport). */
+static moep_status_t reduce_own(moep_comm_t *c, moep_handle_t *h, const moep_combine_params_t *p,
+                                size_t row, cudaStream_t s) {
+    struct moep__gpu_handle *g = h->gpu;
+    int32_t me = c->rank;
+    int err = reduce_range(h, p, h->recv_offset[me], h->recv_offset[me + 1],
+                           (uint8_t *)g->partial_recv.p + (size_t)g->rank_offset[me] * row, s);
+    return moep__cuda_check(c, FN, err, "combine kernel (experts)");
+}
+
 /* The peers' tokens (before and after ours in receive order) first, into
  * partial_send; then ours straight into partial_recv, on the side stream
  * (overlapping the transport) when they are large enough to pay for it. */
@@ -41,9 +51,7 @@ static moep_status_t reduce_then_send(moep_comm_t *c, moep_handle_t *h, const mo
     MOEP_TRY(moep__cuda_check(c, FN, err, "combine kernel (experts)"));
     bool overlap = (size_t)(hi - lo) * row >= ((size_t)8 << 20);
     if (overlap) MOEP_TRY(moep__gpu_fork(c, FN));
-    err = reduce_range(h, p, lo, hi, (uint8_t *)g->partial_recv.p + (size_t)g->rank_offset[me] * row,
-                       overlap ? c->gpu->side : s);
-    MOEP_TRY(moep__cuda_check(c, FN, err, "combine kernel (experts)"));
+    MOEP_TRY(reduce_own(c, h, p, row, overlap ? c->gpu->side : s));
     MOEP_TRY(moep__gpu_alltoallv_rows(c, FN, g->partial_send.p, h->recv_count, h->recv_offset,
                                       g->partial_recv.p, h->send_count, g->rank_offset, row,
                                       &h->combine_wire_bytes));
@@ -86,10 +94,7 @@ static moep_status_t reduce_pipelined(moep_comm_t *c, moep_handle_t *h, const mo
         MOEP_TRY(moep__gpu_alltoallv_rows(c, FN, g->partial_send.p, scnt, soff, g->partial_recv.p,
                                           rcnt, roff, row, &h->combine_wire_bytes));
     }
-    int64_t lo = h->recv_offset[me], hi = h->recv_offset[me + 1];
-    int err = reduce_range(h, p, lo, hi, (uint8_t *)g->partial_recv.p + (size_t)g->rank_offset[me] * row,
-                           side);
-    MOEP_TRY(moep__cuda_check(c, FN, err, "combine kernel (experts)"));
+    MOEP_TRY(reduce_own(c, h, p, row, side));
     return moep__gpu_join(c, FN);
 }
 

@@ -406,8 +406,9 @@ static moep_status_t fresh_dispatch(moep_comm_t *c, moep_handle_t *h, const moep
         h->dispatch_wire_bytes = 0;
         for (int32_t r = 0; r < c->world_size; r++)
             if (r != c->rank)
-                h->dispatch_wire_bytes += (uint64_t)(h->send_count[r] < cap ? h->send_count[r] : cap) *
-                                              ((uint64_t)h->hidden * moep__gpu_esize(h->dtype) + 8 * (uint64_t)h->top_k);
+                h->dispatch_wire_bytes +=
+                    (uint64_t)(h->send_count[r] < cap ? h->send_count[r] : cap) *
+                    ((uint64_t)h->hidden * moep__gpu_esize(h->dtype) + 8 * (uint64_t)h->top_k);
     }
     if (cap == 0 || max_t > cap) { /* no round with the payload: the exact one now */
         st = reserve_recv(c, h, expert_x);

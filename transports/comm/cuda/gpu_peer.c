@@ -140,7 +140,8 @@ moep_status_t moep__gpu_peer_init(moep_comm_t *c) {
     if (mine.can && (cudaMemset(pm->area, 0, area_bytes) != cudaSuccess ||
                      cudaIpcGetMemHandle(&mine.area, pm->area) != cudaSuccess))
         mine.can = 0;
-    if (mine.can && cudaHostAlloc((void **)&pm->error_host, sizeof(int32_t), cudaHostAllocMapped) != cudaSuccess)
+    if (mine.can &&
+        cudaHostAlloc((void **)&pm->error_host, sizeof(int32_t), cudaHostAllocMapped) != cudaSuccess)
         mine.can = 0;
     if (mine.can && cudaHostGetDevicePointer((void **)&pm->error_dev, pm->error_host, 0) != cudaSuccess)
         mine.can = 0;
