@@ -113,4 +113,12 @@ __device__ __forceinline__ void moep__named_bar(uint32_t id, uint32_t threads) {
     asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
 }
 
+/* Register reallocation between warpgroups (sm_90a): every thread of the warpgroup executes it. */
+template <int N> __device__ __forceinline__ void moep__setmaxnreg_inc(void) {
+    MOEP__WGMMA("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(N));
+}
+template <int N> __device__ __forceinline__ void moep__setmaxnreg_dec(void) {
+    MOEP__WGMMA("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(N));
+}
+
 #endif /* MOEP_SM90_PTX_CUH */
