@@ -40,7 +40,11 @@
  * that gives up after the comm's timeout; a peer that stalls there makes
  * the comm's next call (or the fresh dispatch's wait) return
  * MOEP_ERR_TIMEOUT, and the results of the op that timed out are not
- * valid. The mapped buffer is the comm's (up to R x T rows of x, grown by
+ * valid. A fresh dispatch of large blocks (>= 8 MB per peer) sends its
+ * counts first, with a signal round of their own: the host's wait then
+ * ends once the counts are in, while the rows are still on the way (the
+ * results are valid in stream order), and every rank's own rows go
+ * straight into its recv_x. The mapped buffer is the comm's (up to R x T rows of x, grown by
  * all ranks together).
  * Not on the GPU path yet: FP8 or bf16 wire formats different from x's dtype
  * (MOEP_ERR_UNSUPPORTED).

@@ -114,6 +114,10 @@ typedef struct moep__cuda_peer_pack {
     int32_t me;
     int64_t blk, cap;
     void *self_x; /* != NULL: our own slot i's x row goes to self_x row i instead */
+    /* != NULL (device, the R received count messages): our own slot i's x
+     * row goes to self_x row recv_offset[me] + i, recv_offset from them */
+    const uint8_t *self_msgs;
+    size_t msg_bytes;
 } moep__cuda_peer_pack_t;
 int moep__cuda_pack_peer(const void *x, size_t row_bytes, int64_t T, int32_t R,
                          const int32_t *token_rank_slot, const int32_t *topk_idx, const float *topk_w,
@@ -169,11 +173,13 @@ int moep__cuda_combine_local(const void *y, int y_bf16, int32_t H, const int32_t
                              moep_stream_t stream);
 /* moep__cuda_combine_local with received token i's partial stored at
  * base[src[i]] + (i - recv_offset[src[i]]) rows: straight into its home
- * rank's receive buffer over NVLink / PCIe peer access. */
+ * rank's receive buffer over NVLink / PCIe peer access. Tokens
+ * [own_lo, own_lo + own_n) (ours: local stores) are interleaved with the
+ * others in the launch order, so local and remote work overlap. */
 int moep__cuda_combine_local_peer(const void *y, int y_bf16, int32_t H, const int32_t *slot_row,
                                   const float *weight, int64_t n, int32_t k, const int32_t *src,
                                   const int64_t *recv_offset, const moep__cuda_peer_dst_t *dst,
-                                  moep_stream_t stream);
+                                  int64_t own_lo, int64_t own_n, moep_stream_t stream);
 /* Signals between the GPUs of one node (peer_kernels.cu). Each rank has an
  * area of 2R u64 in its memory, mapped by the others: slot kind * R + p is
  * written by rank p. One launch: every peer q gets `value` in slot

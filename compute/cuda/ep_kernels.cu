@@ -46,6 +46,13 @@ struct pack_dst {
     }
 };
 
+/* Rows from source rank r in a one-round dispatch: its count message's
+ * count for us (at byte 32), clamped to the block capacity. */
+__device__ inline int64_t msg_rows(const uint8_t *msgs, size_t msg_bytes, int32_t r, int64_t cap) {
+    int64_t n = *(const int64_t *)(msgs + (size_t)r * msg_bytes + 32);
+    return n < 0 ? 0 : n > cap ? cap : n;
+}
+
 /* Peer-mapped one-round dispatch: slot s = r * blk + i of rank r goes to
  * row me * cap + i of r's padded blocks (r's memory, mapped here; our own
  * too), if i < cap (a larger T takes the exact round afterwards). */
@@ -54,12 +61,18 @@ struct peer_pack_dst {
     int32_t me;
     int64_t blk, cap;
     uint8_t *self_x;
+    const uint8_t *self_msgs;
+    size_t msg_bytes;
     __device__ int64_t at(int32_t r, int32_t s) const {
         int64_t i = s - r * blk;
         return i < cap ? me * cap + i : -1;
     }
     __device__ uint8_t *x(int32_t r, int32_t s, size_t row_bytes) const {
-        if (r == me && self_x != NULL) return self_x + (size_t)(s - r * blk) * row_bytes;
+        if (r == me && self_x != NULL) {
+            int64_t row0 = 0; /* recv_offset[me] */
+            for (int32_t q = 0; self_msgs != NULL && q < me; q++) row0 += msg_rows(self_msgs, msg_bytes, q, cap);
+            return self_x + (size_t)(s - r * blk + row0) * row_bytes;
+        }
         int64_t a = at(r, s);
         return a < 0 ? NULL : (uint8_t *)x_base.base[r] + (size_t)a * row_bytes;
     }
@@ -133,9 +146,8 @@ __global__ void recv_plan_kernel(const uint8_t *msgs, size_t msg_bytes, int32_t 
     if (threadIdx.x == 0) {
         int64_t o = 0;
         for (int32_t r = 0; r < R; r++) {
-            int64_t n = *(const int64_t *)(msgs + (size_t)r * msg_bytes + 32);
             recv_offset[r] = o;
-            o += n < 0 ? 0 : n > cap ? cap : n;
+            o += msg_rows(msgs, msg_bytes, r, cap);
         }
         recv_offset[R] = o;
     }
@@ -273,10 +285,23 @@ struct peer_rows {
     }
 };
 
+/* Which of the n received tokens block b reduces: the `own_n` tokens from
+ * own_lo on (this rank's own, whose partials stay in local memory) spread
+ * evenly among the others (whose partials cross the link), so that the
+ * HBM-bound and the link-bound blocks run side by side instead of one
+ * phase after the other. own_n = 0: block b takes token b. */
+__device__ inline int64_t spread_token(int64_t b, int64_t n, int64_t own_lo, int64_t own_n) {
+    int64_t before = b * own_n / n; /* own tokens among blocks [0, b) */
+    if ((b + 1) * own_n / n > before) return own_lo + before;
+    int64_t other = b - before;
+    return other < own_lo ? other : other + own_n;
+}
+
 template <int N, typename Rows>
 __global__ void combine_local_kernel(const void *y, bool y_bf16, int32_t H, const int32_t *slot_row,
-                                     const float *weight, int32_t k, Rows rows) {
-    int64_t i = blockIdx.x;
+                                     const float *weight, int32_t k, Rows rows, int64_t n,
+                                     int64_t own_lo, int64_t own_n) {
+    int64_t i = spread_token(blockIdx.x, n, own_lo, own_n);
     void *partial = rows.row(i, (size_t)H * (y_bf16 ? 2 : 4));
     for (int32_t d = threadIdx.x * N; d < H; d += blockDim.x * N) {
         float acc[N], v[N];
@@ -392,7 +417,8 @@ extern "C" int moep__cuda_pack(const void *x, size_t row_bytes, int64_t T, int32
 extern "C" int moep__cuda_pack_peer(const void *x, size_t row_bytes, int64_t T, int32_t R,
                                     const int32_t *trs, const int32_t *topk_idx, const float *topk_w,
                                     int32_t k, const moep__cuda_peer_pack_t *to, moep_stream_t stream) {
-    peer_pack_dst d = {to->x, to->meta, to->me, to->blk, to->cap, (uint8_t *)to->self_x};
+    peer_pack_dst d = {to->x,   to->meta,          to->me,        to->blk,
+                       to->cap, (uint8_t *)to->self_x, to->self_msgs, to->msg_bytes};
     return pack(x, row_bytes, T, R, trs, topk_idx, topk_w, k, d, (cudaStream_t)stream);
 }
 
@@ -466,28 +492,30 @@ extern "C" int moep__cuda_gather_rows(const void *recv_x, size_t row_bytes, cons
 
 template <typename Rows>
 static int combine_local(const void *y, int y_bf16, int32_t H, const int32_t *slot_row,
-                         const float *weight, int64_t n, int32_t k, Rows rows, cudaStream_t s) {
+                         const float *weight, int64_t n, int32_t k, Rows rows, int64_t own_lo,
+                         int64_t own_n, cudaStream_t s) {
     if (n == 0) return cudaSuccess;
     if (H % 8 == 0)
-        combine_local_kernel<8><<<(unsigned)n, threads_for((size_t)H / 8), 0, s>>>(y, y_bf16, H, slot_row, weight, k, rows);
+        combine_local_kernel<8><<<(unsigned)n, threads_for((size_t)H / 8), 0, s>>>(y, y_bf16, H, slot_row, weight, k, rows, n, own_lo, own_n);
     else
-        combine_local_kernel<1><<<(unsigned)n, threads_for((size_t)H), 0, s>>>(y, y_bf16, H, slot_row, weight, k, rows);
+        combine_local_kernel<1><<<(unsigned)n, threads_for((size_t)H), 0, s>>>(y, y_bf16, H, slot_row, weight, k, rows, n, own_lo, own_n);
     return cudaGetLastError();
 }
 
 extern "C" int moep__cuda_combine_local(const void *y, int y_bf16, int32_t H, const int32_t *slot_row,
                                         const float *weight, int64_t n, int32_t k, void *partial,
                                         moep_stream_t stream) {
-    return combine_local(y, y_bf16, H, slot_row, weight, n, k, dense_rows{(uint8_t *)partial},
+    return combine_local(y, y_bf16, H, slot_row, weight, n, k, dense_rows{(uint8_t *)partial}, 0, 0,
                          (cudaStream_t)stream);
 }
 
 extern "C" int moep__cuda_combine_local_peer(const void *y, int y_bf16, int32_t H,
                                              const int32_t *slot_row, const float *weight, int64_t n,
                                              int32_t k, const int32_t *src, const int64_t *recv_offset,
-                                             const moep__cuda_peer_dst_t *dst, moep_stream_t stream) {
+                                             const moep__cuda_peer_dst_t *dst, int64_t own_lo,
+                                             int64_t own_n, moep_stream_t stream) {
     return combine_local(y, y_bf16, H, slot_row, weight, n, k, peer_rows{*dst, src, recv_offset},
-                         (cudaStream_t)stream);
+                         own_lo, own_n, (cudaStream_t)stream);
 }
 
 extern "C" int moep__cuda_combine_home(const void *partial, int p_bf16, int32_t H,

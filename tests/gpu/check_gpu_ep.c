@@ -159,7 +159,11 @@ static int gpu_rank(const harness_config_t *cfg, const moep_bootstrap_t *bs, voi
     }
     int32_t expert_rank[512];
     for (int32_t e = 0; e < s->num_experts; e++) expert_rank[e] = e / (s->num_experts / s->world);
-    for (int version = 0; version < 2; version++) {
+    /* v0: the comm's first fresh dispatch (count round, then payload);
+     * v1: the cached layout; v2: fresh again, now in one round (on the
+     * peer-mapped path with blocks >= 8 MB: counts first, own rows straight
+     * into recv_x) */
+    for (int version = 0; version < 3; version++) {
         ep_tokens_free(&t);
         ep_tokens_make(s, rank, version, &t);
         dev_tokens_free(&d);
@@ -236,6 +240,7 @@ START_TEST(ep_skewed) {
     if (gpu_skip(2, "ep_skewed")) return;
     run(ROUTE_ZIPF, 1000, 3000, 512, 1);
     run(ROUTE_ZIPF, 8192, 4096, 256, 64);
+    run(ROUTE_ZIPF, 3000, 6000, 2048, 1); /* uneven 24 MB blocks: rank 1's rows after rank 0's */
     run(ROUTE_ONE_EXPERT, 512, 512, 512, 1);
     run(ROUTE_ALL_MASKED, 64, 64, 512, 1);
 }

@@ -120,7 +120,8 @@ static moep_status_t reduce_into_peers(moep_comm_t *c, moep_handle_t *h, const m
     for (int32_t q = 0; q < R; q++) dst.base[q] = (uint8_t *)pm->bufs[q] + (size_t)me * g->peer_blk[q] * row;
     int err = moep__cuda_combine_local_peer(p->expert_y->data, p->expert_y->dtype == MOEP_DTYPE_BF16,
                                             h->hidden, g->slot_row.p, g->weight.p, h->num_recv,
-                                            h->top_k, g->src.p, g->recv_offset.p, &dst, c->gpu->stream);
+                                            h->top_k, g->src.p, g->recv_offset.p, &dst,
+                                            h->recv_offset[me], h->recv_count[me], c->gpu->stream);
     MOEP_TRY(moep__cuda_check(c, FN, err, "combine kernel (experts, into the peers)"));
     MOEP_TRY(moep__gpu_peer_end(c, FN));
     *partial_recv = pm->buf;

@@ -153,14 +153,14 @@ static moep_status_t first_round(moep_comm_t *c, moep_handle_t *h, const moep_di
     int32_t *bad = (int32_t *)(rank_count + R);
     int err = moep__cuda_layout_count(p->topk_idx->data, T, k, E, R, c->gpu->expert_rank, g->flags.p,
                                       rank_count, g->expert_count.p, bad, s);
-    if (!err) err = moep__cuda_layout_slots_padded(g->flags.p, T, R, g->blk, g->trs.p, s);
     moep__cuda_header_args_t ha = {MOEP_DISPATCH_MAGIC, MOEP_DISPATCH_VERSION, h->hidden, k,
                                    (int32_t)h->dtype, (int32_t)h->wire_dtype,
                                    (int32_t)MOEP_ERR_OUT_OF_RANGE, E, R, (int32_t)T, g->msg_bytes};
-    if (cap > 0 && c->gpu->peer.on) {
+    if (cap > 0 && c->gpu->peer.on) { /* it lays out the slots itself, beside the count messages */
         MOEP_TRY(moep__cuda_check(c, FN, err, "layout kernels"));
         return moep__gpu_peer_round(c, h, p, cap, &ha, rank_count, bad, sg->msgs, sg->rank_count);
     }
+    if (!err) err = moep__cuda_layout_slots_padded(g->flags.p, T, R, g->blk, g->trs.p, s);
     if (!err) err = moep__cuda_write_headers(&ha, rank_count, g->expert_count.p, bad, g->send_hdr.p, s);
     if (!err) /* our own message skips the transport */
         err = cudaMemcpyAsync(msgs + (size_t)c->rank * g->msg_bytes,
@@ -178,7 +178,7 @@ static moep_status_t first_round(moep_comm_t *c, moep_handle_t *h, const moep_di
     if (!err) err = cudaEventRecord(g->counts_ready, cs);
     MOEP_TRY(moep__cuda_check(c, FN, err, "copy of the counts"));
     if (cap == 0) return MOEP_OK;
-    moep__gpu_round_in_t in = {msgs, g->recv_meta.p, g->recv_pad.p, 0}; /* block 0 in place */
+    moep__gpu_round_in_t in = {msgs, g->recv_meta.p, g->recv_pad.p, 0, false}; /* block 0 in place */
     return moep__gpu_round_finish(c, h, cap, (size_t)h->hidden * moep__gpu_esize(h->dtype), &in);
 }
 

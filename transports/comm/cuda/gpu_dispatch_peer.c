@@ -1,11 +1,12 @@
 /*
  * Dispatch on peer-mapped buffers (gpu_peer.c; ranks of one node): the
  * fresh dispatch's one round and the cached dispatch skip the transport.
- * The pack kernel stores count messages, ids and x rows straight into every
- * rank's padded blocks of cap rows per source rank (a cached dispatch puts
- * our own rows straight into recv_x), one signal round, then the receiver
- * moves its blocks into recv_x and lays out the rest as the transport round
- * does (gpu_round.c).
+ * The pack kernel stores ids and x rows straight into every peer's padded
+ * blocks of cap rows per source rank and our own rows straight into recv_x,
+ * one signal round, then the receiver moves the peers' blocks into recv_x
+ * and lays out the rest as the transport round does (gpu_round.c). A fresh
+ * dispatch of large blocks first exchanges the count messages (one more
+ * signal round) so that every rank knows where its own rows go.
  */
 #include <string.h>
 
@@ -29,10 +30,35 @@ static peer_round_layout_t round_layout(const moep_comm_t *c, const moep_handle_
     return l;
 }
 
+/* The receive plan (recv_offset, expert offsets) from the count messages
+ * in our area, and their copy home (plus our rank counts and bad), which
+ * the host waits for. */
+static moep_status_t plan_and_copy_counts(moep_comm_t *c, moep_handle_t *h, int64_t cap,
+                                          const int64_t *rank_count, void *host_msgs,
+                                          int64_t *host_rank_count, cudaStream_t s) {
+    struct moep__gpu_handle *g = h->gpu;
+    const void *msgs = c->gpu->peer.buf;
+    int32_t R = c->world_size;
+    int err = moep__cuda_recv_plan(msgs, g->msg_bytes, R, cap, c->gpu->local_experts,
+                                   c->num_local_experts, h->alignment, g->recv_offset.p,
+                                   g->expert_offset.p, (moep_stream_t)s);
+    if (!err) err = cudaMemcpyAsync(host_msgs, msgs, (size_t)R * g->msg_bytes, cudaMemcpyDeviceToHost, s);
+    if (!err) /* rank counts and bad follow in the staging, as in recv_hdr */
+        err = cudaMemcpyAsync(host_rank_count, rank_count, (size_t)R * 8 + 4, cudaMemcpyDeviceToHost, s);
+    if (!err) err = cudaEventRecord(g->counts_ready, s);
+    return moep__cuda_check(c, FN, err, "receive plan and the copy of the counts");
+}
+
 /* The one round on peer-mapped buffers (c->gpu->peer.on, cap > 0): the
- * count messages and the pack go straight into every rank's padded blocks
- * (ours too), one signal round, then the same receive-side kernels as the
- * transport round, reading the blocks in our mapped buffer. */
+ * count messages into every rank's area; the pack: ids, weights and x rows
+ * straight into every rank's padded blocks; one signal round; then the
+ * same receive-side kernels as the transport round, which move the blocks
+ * into recv_x. With large blocks (prefill) the counts go first, with a
+ * signal round of their own: then the pack puts our own rows straight into
+ * their final place in recv_x (the kernel adds up the counts before ours),
+ * only the peers' blocks are moved, and the receive plan and the copy home
+ * of the counts run on the side stream while the rows travel. For small
+ * blocks (decode) the extra round would cost more than the copy it saves. */
 moep_status_t moep__gpu_peer_round(moep_comm_t *c, moep_handle_t *h, const moep_dispatch_params_t *p,
                                    int64_t cap, const moep__cuda_header_args_t *ha,
                                    const int64_t *rank_count, const int32_t *bad, void *host_msgs,
@@ -41,6 +67,7 @@ moep_status_t moep__gpu_peer_round(moep_comm_t *c, moep_handle_t *h, const moep_
     moep__gpu_peer_t *pm = &c->gpu->peer;
     int32_t R = c->world_size, me = c->rank;
     size_t row = (size_t)h->hidden * moep__gpu_esize(h->dtype);
+    bool counts_first = (size_t)cap * row >= ((size_t)8 << 20); /* cap and row: the same on every rank */
     peer_round_layout_t l = round_layout(c, h, cap);
     MOEP_TRY(moep__gpu_peer_begin(c, FN, l.bytes));
     moep__cuda_peer_dst_t to;
@@ -56,18 +83,36 @@ moep_status_t moep__gpu_peer_round(moep_comm_t *c, moep_handle_t *h, const moep_
     pk.blk = g->blk;
     pk.cap = cap;
     moep_stream_t s = c->gpu->stream;
-    int err = moep__cuda_write_headers_peer(ha, rank_count, g->expert_count.p, bad, &to, s);
-    if (!err) err = moep__cuda_pack_peer(p->x->data, row, h->num_tokens, R, g->trs.p, p->topk_idx->data,
-                                         p->topk_weights->data, h->top_k, &pk, s);
+    cudaStream_t side = c->gpu->side;
+    /* the slots on the side stream, beside the count messages (and their
+     * signal round); the pack waits for them (event `join`, recorded here
+     * and re-recorded by the final join) */
+    MOEP_TRY(moep__gpu_fork(c, FN));
+    int err = moep__cuda_layout_slots_padded(g->flags.p, h->num_tokens, R, g->blk, g->trs.p,
+                                             (moep_stream_t)side);
+    if (!err) err = cudaEventRecord(c->gpu->join, side);
+    if (!err) err = moep__cuda_write_headers_peer(ha, rank_count, g->expert_count.p, bad, &to, s);
+    MOEP_TRY(moep__cuda_check(c, FN, err, "slots and count messages (into the peers)"));
+    if (counts_first) {
+        MOEP_TRY(moep__gpu_peer_sync(c, FN, MOEP__PEER_COUNTS, c->seq));
+        MOEP_TRY(moep__gpu_fork(c, FN));
+        MOEP_TRY(plan_and_copy_counts(c, h, cap, rank_count, host_msgs, host_rank_count, side));
+        pk.self_x = g->recv_x.p;
+        pk.self_msgs = pm->buf;
+        pk.msg_bytes = g->msg_bytes;
+    }
+    err = cudaStreamWaitEvent((cudaStream_t)s, c->gpu->join, 0);
+    MOEP_TRY(moep__cuda_check(c, FN, err, "wait for the slots"));
+    err = moep__cuda_pack_peer(p->x->data, row, h->num_tokens, R, g->trs.p, p->topk_idx->data,
+                               p->topk_weights->data, h->top_k, &pk, s);
     MOEP_TRY(moep__cuda_check(c, FN, err, "pack kernel (into the peers)"));
     MOEP_TRY(moep__gpu_peer_end(c, FN));
-    cudaStream_t cs = (cudaStream_t)s;
-    err = cudaMemcpyAsync(host_msgs, pm->buf, (size_t)R * g->msg_bytes, cudaMemcpyDeviceToHost, cs);
-    if (!err) /* rank counts and bad follow in the staging, as in recv_hdr */
-        err = cudaMemcpyAsync(host_rank_count, rank_count, (size_t)R * 8 + 4, cudaMemcpyDeviceToHost, cs);
-    if (!err) err = cudaEventRecord(g->counts_ready, cs);
-    MOEP_TRY(moep__cuda_check(c, FN, err, "copy of the counts"));
-    moep__gpu_round_in_t in = {pm->buf, (uint8_t *)pm->buf + l.meta, (uint8_t *)pm->buf + l.x, -1};
+    if (counts_first)
+        MOEP_TRY(moep__gpu_join(c, FN)); /* the receive plan */
+    else
+        MOEP_TRY(plan_and_copy_counts(c, h, cap, rank_count, host_msgs, host_rank_count, (cudaStream_t)s));
+    moep__gpu_round_in_t in = {pm->buf, (uint8_t *)pm->buf + l.meta, (uint8_t *)pm->buf + l.x,
+                               counts_first ? me : -1, true};
     return moep__gpu_round_finish(c, h, cap, row, &in);
 }
 

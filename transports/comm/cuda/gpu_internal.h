@@ -12,11 +12,14 @@
 
 /* Peer-mapped combine (gpu_peer.c): receive buffers and signal areas that
  * the ranks of one node map from each other. */
-enum { MOEP__PEER_ARRIVED = 0, /* slot p: the combine (seq) whose partials p has written here */
-       MOEP__PEER_FREED = 1 }; /* slot p: the combine (seq) whose partials p has finished reading */
+enum { MOEP__PEER_ARRIVED = 0, /* slot p: the op (seq) whose stores p has finished here */
+       MOEP__PEER_FREED = 1,   /* slot p: the op (seq) whose data p has finished reading */
+       MOEP__PEER_COUNTS = 2,  /* slot p: the fresh dispatch (seq) whose count message p has
+                                * written here (its rows may still be on the way) */
+       MOEP__PEER_KINDS = 3 };
 typedef struct moep__gpu_peer {
     bool on;                              /* the same on every rank */
-    uint64_t *area;                       /* ours: [2R] signal slots (exported) */
+    uint64_t *area;                       /* ours: [MOEP__PEER_KINDS * R] signal slots (exported) */
     uint64_t *areas[MOEP_CUDA_PEER_MAX];  /* every rank's, mapped here */
     void *buf;                            /* ours: receive buffer (exported) */
     void *bufs[MOEP_CUDA_PEER_MAX];       /* every rank's, mapped here */
@@ -176,6 +179,7 @@ typedef struct moep__gpu_round_in {
     const uint8_t *msgs;   /* R count messages */
     const void *meta, *x;  /* padded blocks of cap rows per source rank */
     int32_t skip;          /* block already in place in recv_x (-1: none) */
+    bool planned;          /* recv_offset / expert_offset already computed on the GPU */
 } moep__gpu_round_in_t;
 moep_status_t moep__gpu_round_finish(moep_comm_t *c, moep_handle_t *h, int64_t cap, size_t row,
                                      const moep__gpu_round_in_t *in);

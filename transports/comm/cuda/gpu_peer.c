@@ -14,8 +14,8 @@
  *
  * What each rank exports (cudaIpcGetMemHandle, handles moved over the
  * transport's own alltoallv, so no extra channel is needed):
- *  - a signal area of 2R u64, fixed for the comm's life: slot kind * R + p
- *    is written only by rank p (kinds in gpu_internal.h);
+ *  - a signal area of MOEP__PEER_KINDS * R u64, fixed for the comm's life:
+ *    slot kind * R + p is written only by rank p (kinds in gpu_internal.h);
  *  - a receive buffer, the same size on every rank, grown collectively:
  *    every rank computes the same need from what the last fresh dispatch
  *    told all of them (every rank's T and the block capacity).
@@ -135,7 +135,7 @@ moep_status_t moep__gpu_peer_init(moep_comm_t *c) {
     memset(&mine, 0, sizeof mine);
     mine.host = host_identity();
     mine.can = R <= MOEP_CUDA_PEER_MAX && moep__env_long("MOEP_GPU_PEER", 1) != 0;
-    size_t area_bytes = (size_t)2 * R * sizeof(uint64_t);
+    size_t area_bytes = (size_t)MOEP__PEER_KINDS * R * sizeof(uint64_t);
     if (mine.can && cudaMalloc((void **)&pm->area, area_bytes) != cudaSuccess) mine.can = 0;
     if (mine.can && (cudaMemset(pm->area, 0, area_bytes) != cudaSuccess ||
                      cudaIpcGetMemHandle(&mine.area, pm->area) != cudaSuccess))

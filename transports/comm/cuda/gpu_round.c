@@ -91,8 +91,9 @@ moep_status_t moep__gpu_round_finish(moep_comm_t *c, moep_handle_t *h, int64_t c
     int64_t *recv_offset = g->recv_offset.p;
     moep__cuda_recv_rows_t n = {(int64_t)R * cap, recv_offset + R};
     int64_t rows_cap = moep__gpu_rows_bound(c, h, n.max);
-    int err = moep__cuda_recv_plan(in->msgs, g->msg_bytes, R, cap, c->gpu->local_experts, L,
-                                   h->alignment, recv_offset, g->expert_offset.p, s);
+    int err = in->planned ? 0
+                          : moep__cuda_recv_plan(in->msgs, g->msg_bytes, R, cap, c->gpu->local_experts,
+                                                 L, h->alignment, recv_offset, g->expert_offset.p, s);
     MOEP_TRY(moep__cuda_check(c, FN, err, "one-round dispatch kernels"));
     /* the compaction (a copy of the peers' rows) on the side stream, beside
      * the ids and the expert rows */
