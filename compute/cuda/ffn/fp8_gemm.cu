@@ -271,7 +271,24 @@ __global__ void __launch_bounds__(384, 1)
 #endif
 #define MOEP__H_A_BYTES (128 * 128)
 #define MOEP__H_STAGE_BYTES (MOEP__H_A_BYTES + 4 * 64 * 128)
-#define MOEP__H_SMEM (MOEP__H_STAGES * MOEP__H_STAGE_BYTES + 2 * MOEP__H_STAGES * 8 + 1024)
+#define MOEP__H_HP (128 + 16) /* staged h row pitch: rows in distinct banks */
+#define MOEP__H_YP (512 + 16) /* staged y row pitch */
+#ifndef MOEP__FP8_STAGE_EPI
+#define MOEP__FP8_STAGE_EPI 1
+#endif
+#ifndef MOEP__FP8_PERSIST
+#define MOEP__FP8_PERSIST 0
+#endif
+/* Staged epilogue rows: in the ring when one item per CTA (the ring is then idle), else
+ * in their own region after the barriers (persistent: needs MOEP__H_STAGES 3). */
+#if MOEP__FP8_PERSIST
+#define MOEP__H_EPI_AT (MOEP__H_STAGES * MOEP__H_STAGE_BYTES + 1024)
+#define MOEP__H_EPI_BYTES (2 * 64 * MOEP__H_YP)
+#else
+#define MOEP__H_EPI_AT 0
+#define MOEP__H_EPI_BYTES 0
+#endif
+#define MOEP__H_SMEM (MOEP__H_STAGES * MOEP__H_STAGE_BYTES + 1024 + MOEP__H_EPI_BYTES + 1024)
 
 /* One half (4 wgmma, K = 128) at descriptor offsets da / db, committed and waited. */
 __device__ __forceinline__ void moep__fp8_half(float (&acc)[64], uint64_t da, uint64_t db) {
@@ -458,6 +475,10 @@ __global__ void __launch_bounds__(384, 1)
             const int n_cta = (w % nblk_n) * (GATEUP ? 128 : 256);
             const int64_t row0 = tl.row_start + r0, row1 = tl.row_start + r1;
             const bool ok0 = row0 < tl.row_end, ok1 = row1 < tl.row_end;
+            /* One item per CTA and both warpgroups in this job: after the mainloop the ring
+             * is free (no loads left), so the epilogue may stage rows in it. */
+            const bool stage =
+                MOEP__FP8_STAGE_EPI && (MOEP__FP8_PERSIST || (gridDim.x >= items && m == 3));
             if (GATEUP) {
                 const int I = args.n_out;
                 float am0 = 0.f, am1 = 0.f;
@@ -487,19 +508,47 @@ __global__ void __launch_bounds__(384, 1)
                 }
                 const float s0 = am0 == 0.f ? 1.f : __fdiv_rn(am0, 448.f);
                 const float s1 = am1 == 0.f ? 1.f : __fdiv_rn(am1, 448.f);
+                if (stage && ((I & 15) | ((uintptr_t)args.hq & 15)) == 0) {
+                    /* Rows of 128 FP8 through shared memory: 16-byte row-contiguous stores. */
+                    uint8_t *sw = smem + MOEP__H_EPI_AT + cw * (64 * MOEP__H_HP);
+                    if (MOEP__FP8_PERSIST) moep__named_bar(2 + cw, 128); /* last item's reads */
+                    else moep__named_bar(1, 256); /* both warpgroups are done with the ring */
 #pragma unroll
-                for (int h = 0; h < 2; ++h) {
+                    for (int h = 0; h < 2; ++h) {
 #pragma unroll
-                    for (int c = 0; c < 8; ++c) {
-                        const float *sh = sum + 64 * h;
-                        const int col = n_cta + 64 * h + 8 * c + 2 * q;
-                        if (col < I) {
-                            if (ok0)
-                                *(uint16_t *)(args.hq + row0 * I + col) = (uint16_t)moep__e4m3x2(
-                                    __fdiv_rn(sh[4 * c], s0), __fdiv_rn(sh[4 * c + 1], s0));
-                            if (ok1)
-                                *(uint16_t *)(args.hq + row1 * I + col) = (uint16_t)moep__e4m3x2(
-                                    __fdiv_rn(sh[4 * c + 2], s1), __fdiv_rn(sh[4 * c + 3], s1));
+                        for (int c = 0; c < 8; ++c) {
+                            const float *sh = sum + 64 * h;
+                            const int cl = 64 * h + 8 * c + 2 * q;
+                            *(uint16_t *)(sw + r0 * MOEP__H_HP + cl) = (uint16_t)moep__e4m3x2(
+                                __fdiv_rn(sh[4 * c], s0), __fdiv_rn(sh[4 * c + 1], s0));
+                            *(uint16_t *)(sw + r1 * MOEP__H_HP + cl) = (uint16_t)moep__e4m3x2(
+                                __fdiv_rn(sh[4 * c + 2], s1), __fdiv_rn(sh[4 * c + 3], s1));
+                        }
+                    }
+                    moep__named_bar(2 + cw, 128);
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) {
+                        const int idx = 128 * i + (ct & 127), row = idx >> 3, ch = idx & 7;
+                        const int col = n_cta + 16 * ch;
+                        if (tl.row_start + row < tl.row_end && col < I)
+                            *(uint4 *)(args.hq + (tl.row_start + row) * I + col) =
+                                *(const uint4 *)(sw + row * MOEP__H_HP + 16 * ch);
+                    }
+                } else {
+#pragma unroll
+                    for (int h = 0; h < 2; ++h) {
+#pragma unroll
+                        for (int c = 0; c < 8; ++c) {
+                            const float *sh = sum + 64 * h;
+                            const int col = n_cta + 64 * h + 8 * c + 2 * q;
+                            if (col < I) {
+                                if (ok0)
+                                    *(uint16_t *)(args.hq + row0 * I + col) = (uint16_t)moep__e4m3x2(
+                                        __fdiv_rn(sh[4 * c], s0), __fdiv_rn(sh[4 * c + 1], s0));
+                                if (ok1)
+                                    *(uint16_t *)(args.hq + row1 * I + col) = (uint16_t)moep__e4m3x2(
+                                        __fdiv_rn(sh[4 * c + 2], s1), __fdiv_rn(sh[4 * c + 3], s1));
+                            }
                         }
                     }
                 }
@@ -509,17 +558,40 @@ __global__ void __launch_bounds__(384, 1)
                 }
             } else {
                 const int H = args.n_out;
+                if (stage && ((H & 7) | ((uintptr_t)args.y & 15)) == 0) {
+                    /* Rows of 256 bf16 through shared memory: 16-byte row-contiguous stores. */
+                    uint8_t *sw = smem + MOEP__H_EPI_AT + cw * (64 * MOEP__H_YP);
+                    if (MOEP__FP8_PERSIST) moep__named_bar(2 + cw, 128); /* last item's reads */
+                    else moep__named_bar(1, 256); /* both warpgroups are done with the ring */
 #pragma unroll
-                for (int c = 0; c < 32; ++c) {
-                    /* half c / 16: columns 128 * half + 8 * (c % 16) */
-                    const int col = n_cta + 8 * c + 2 * q;
-                    if (col < H) {
-                        if (ok0)
-                            *(__nv_bfloat162 *)(args.y + row0 * H + col) =
-                                __floats2bfloat162_rn(sum[4 * c], sum[4 * c + 1]);
-                        if (ok1)
-                            *(__nv_bfloat162 *)(args.y + row1 * H + col) =
-                                __floats2bfloat162_rn(sum[4 * c + 2], sum[4 * c + 3]);
+                    for (int c = 0; c < 32; ++c) {
+                        const __nv_bfloat162 v0 = __floats2bfloat162_rn(sum[4 * c], sum[4 * c + 1]);
+                        const __nv_bfloat162 v1 = __floats2bfloat162_rn(sum[4 * c + 2], sum[4 * c + 3]);
+                        *(__nv_bfloat162 *)(sw + r0 * MOEP__H_YP + 16 * c + 4 * q) = v0;
+                        *(__nv_bfloat162 *)(sw + r1 * MOEP__H_YP + 16 * c + 4 * q) = v1;
+                    }
+                    moep__named_bar(2 + cw, 128);
+#pragma unroll 4
+                    for (int i = 0; i < 16; ++i) {
+                        const int idx = 128 * i + (ct & 127), row = idx >> 5, ch = idx & 31;
+                        const int col = n_cta + 8 * ch;
+                        if (tl.row_start + row < tl.row_end && col < H)
+                            *(uint4 *)(args.y + (tl.row_start + row) * H + col) =
+                                *(const uint4 *)(sw + row * MOEP__H_YP + 16 * ch);
+                    }
+                } else {
+#pragma unroll
+                    for (int c = 0; c < 32; ++c) {
+                        /* half c / 16: columns 128 * half + 8 * (c % 16) */
+                        const int col = n_cta + 8 * c + 2 * q;
+                        if (col < H) {
+                            if (ok0)
+                                *(__nv_bfloat162 *)(args.y + row0 * H + col) =
+                                    __floats2bfloat162_rn(sum[4 * c], sum[4 * c + 1]);
+                            if (ok1)
+                                *(__nv_bfloat162 *)(args.y + row1 * H + col) =
+                                    __floats2bfloat162_rn(sum[4 * c + 2], sum[4 * c + 3]);
+                        }
                     }
                 }
             }
