@@ -156,11 +156,11 @@ static moep_status_t first_round(moep_comm_t *c, moep_handle_t *h, const moep_di
     moep__cuda_header_args_t ha = {MOEP_DISPATCH_MAGIC, MOEP_DISPATCH_VERSION, h->hidden, k,
                                    (int32_t)h->dtype, (int32_t)h->wire_dtype,
                                    (int32_t)MOEP_ERR_OUT_OF_RANGE, E, R, (int32_t)T, g->msg_bytes};
-    if (cap > 0 && c->gpu->peer.on) { /* it lays out the slots itself, beside the count messages */
+    if (!err) err = moep__cuda_layout_slots_padded(g->flags.p, T, R, g->blk, g->trs.p, s);
+    if (cap > 0 && c->gpu->peer.on) {
         MOEP_TRY(moep__cuda_check(c, FN, err, "layout kernels"));
         return moep__gpu_peer_round(c, h, p, cap, &ha, rank_count, bad, sg->msgs, sg->rank_count);
     }
-    if (!err) err = moep__cuda_layout_slots_padded(g->flags.p, T, R, g->blk, g->trs.p, s);
     if (!err) err = moep__cuda_write_headers(&ha, rank_count, g->expert_count.p, bad, g->send_hdr.p, s);
     if (!err) /* our own message skips the transport */
         err = cudaMemcpyAsync(msgs + (size_t)c->rank * g->msg_bytes,

@@ -84,28 +84,25 @@ moep_status_t moep__gpu_peer_round(moep_comm_t *c, moep_handle_t *h, const moep_
     pk.cap = cap;
     moep_stream_t s = c->gpu->stream;
     cudaStream_t side = c->gpu->side;
-    /* the slots on the side stream, beside the count messages (and their
-     * signal round); the pack waits for them (event `join`, recorded here
-     * and re-recorded by the final join) */
-    MOEP_TRY(moep__gpu_fork(c, FN));
-    int err = moep__cuda_layout_slots_padded(g->flags.p, h->num_tokens, R, g->blk, g->trs.p,
-                                             (moep_stream_t)side);
-    if (!err) err = cudaEventRecord(c->gpu->join, side);
-    if (!err) err = moep__cuda_write_headers_peer(ha, rank_count, g->expert_count.p, bad, &to, s);
-    MOEP_TRY(moep__cuda_check(c, FN, err, "slots and count messages (into the peers)"));
+    int err = moep__cuda_write_headers_peer(ha, rank_count, g->expert_count.p, bad, &to, s);
+    MOEP_TRY(moep__cuda_check(c, FN, err, "count messages (into the peers)"));
     if (counts_first) {
         MOEP_TRY(moep__gpu_peer_sync(c, FN, MOEP__PEER_COUNTS, c->seq));
-        MOEP_TRY(moep__gpu_fork(c, FN));
-        MOEP_TRY(plan_and_copy_counts(c, h, cap, rank_count, host_msgs, host_rank_count, side));
         pk.self_x = g->recv_x.p;
         pk.self_msgs = pm->buf;
         pk.msg_bytes = g->msg_bytes;
+        err = cudaEventRecord(c->gpu->fork, (cudaStream_t)s); /* the side stream starts here */
     }
-    err = cudaStreamWaitEvent((cudaStream_t)s, c->gpu->join, 0);
-    MOEP_TRY(moep__cuda_check(c, FN, err, "wait for the slots"));
-    err = moep__cuda_pack_peer(p->x->data, row, h->num_tokens, R, g->trs.p, p->topk_idx->data,
-                               p->topk_weights->data, h->top_k, &pk, s);
+    /* Few host calls before the pack: the kernels before it are short, so
+     * every call there is time the GPU waits for the host. The side
+     * stream's work is enqueued after the pack, though it starts before. */
+    if (!err) err = moep__cuda_pack_peer(p->x->data, row, h->num_tokens, R, g->trs.p, p->topk_idx->data,
+                                         p->topk_weights->data, h->top_k, &pk, s);
     MOEP_TRY(moep__cuda_check(c, FN, err, "pack kernel (into the peers)"));
+    if (counts_first) {
+        MOEP_TRY(moep__cuda_check(c, FN, cudaStreamWaitEvent(side, c->gpu->fork, 0), "fork to the side stream"));
+        MOEP_TRY(plan_and_copy_counts(c, h, cap, rank_count, host_msgs, host_rank_count, side));
+    }
     MOEP_TRY(moep__gpu_peer_end(c, FN));
     if (counts_first)
         MOEP_TRY(moep__gpu_join(c, FN)); /* the receive plan */
