@@ -45,12 +45,42 @@ int moep__cuda_find_nan(const void *scores, int bf16, int64_t T, int32_t E, int6
 int moep__cuda_route(const moep__cuda_route_args_t *a, moep_stream_t stream);
 
 /* ---- dispatch layout (layout_kernels.cu) ---- */
-/* Per-token send flags and counts. Zeroes and fills:
- *   flags [R, T] u8 (token t goes to rank r), rank_count [R], expert_count [E]
- *   (i64), *bad (i32 count of ids outside [-1, E)). */
+/* Where the count kernel writes the count messages of a fresh dispatch
+ * (the header fields, then E i64 expert counts; see count_msg.cuh): the
+ * one for rank r at msgs + r * a.msg_bytes, or with mapped != 0 at
+ * to.base[r] (rank r's own area, peer-mapped). */
+typedef struct moep__cuda_header_args {
+    uint32_t magic, version;
+    int32_t hidden, top_k, dtype, wire_dtype;
+    int32_t status_if_bad; /* status to announce when *bad != 0 */
+    int32_t num_experts, num_ranks;
+    int32_t num_tokens; /* the sender's T, in the header's aux field */
+    size_t msg_bytes; /* per peer */
+} moep__cuda_header_args_t;
+#define MOEP_CUDA_PEER_MAX 16
+/* Peer-mapped buffers (ranks of one node): base[r] is an address in rank
+ * r's memory, mapped here (base[this rank] is local). */
+typedef struct moep__cuda_peer_dst {
+    void *base[MOEP_CUDA_PEER_MAX];
+} moep__cuda_peer_dst_t;
+typedef struct moep__cuda_msg_out {
+    moep__cuda_header_args_t a;
+    uint8_t *msgs;
+    moep__cuda_peer_dst_t to;
+    int32_t mapped;
+} moep__cuda_msg_out_t;
+/* Per-token send flags and counts, in one launch. Fills flags [R, T] u8
+ * (token t goes to rank r), rank_count [R], expert_count [E] (i64) and
+ * *bad (i32 count of ids outside [-1, E)); with out != NULL also the count
+ * messages (after the counts are final: the last block writes them).
+ * scratch: moep__cuda_layout_count_scratch(T, E, R) bytes of device memory
+ * whose first 4 bytes are zero before the first launch (the kernel leaves
+ * them zero again); one launch at a time per scratch. */
+size_t moep__cuda_layout_count_scratch(int64_t T, int32_t E, int32_t R);
 int moep__cuda_layout_count(const int32_t *topk_idx, int64_t T, int32_t k, int32_t E, int32_t R,
                             const int32_t *expert_rank, uint8_t *flags, int64_t *rank_count,
-                            int64_t *expert_count, int32_t *bad, moep_stream_t stream);
+                            int64_t *expert_count, int32_t *bad, void *scratch,
+                            const moep__cuda_msg_out_t *out, moep_stream_t stream);
 /* Slots from the flags: token_rank_slot [T, R] (-1 = not sent) and
  * slot_token [num_slots]; slots grouped by rank, tokens ascending. */
 int moep__cuda_layout_slots(const uint8_t *flags, int64_t T, int32_t R, int32_t *token_rank_slot,
@@ -63,33 +93,6 @@ int moep__cuda_layout_slots_padded(const uint8_t *flags, int64_t T, int32_t R, i
                                    int32_t *token_rank_slot, moep_stream_t stream);
 
 /* ---- dispatch / combine (ep_kernels.cu) ---- */
-/* Peer-mapped buffers (ranks of one node): base[r] is an address in rank
- * r's memory, mapped here (base[this rank] is local). */
-#define MOEP_CUDA_PEER_MAX 16
-typedef struct moep__cuda_peer_dst {
-    void *base[MOEP_CUDA_PEER_MAX];
-} moep__cuda_peer_dst_t;
-
-/* Per-peer count message of a fresh dispatch: the header fields (as
- * moep_dispatch_header_t, status from *bad) then E i64 expert counts. */
-typedef struct moep__cuda_header_args {
-    uint32_t magic, version;
-    int32_t hidden, top_k, dtype, wire_dtype;
-    int32_t status_if_bad; /* status to announce when *bad != 0 */
-    int32_t num_experts, num_ranks;
-    int32_t num_tokens; /* the sender's T, in the header's aux field */
-    size_t msg_bytes; /* per peer */
-} moep__cuda_header_args_t;
-int moep__cuda_write_headers(const moep__cuda_header_args_t *a, const int64_t *rank_count,
-                             const int64_t *expert_count, const int32_t *bad, uint8_t *msgs,
-                             moep_stream_t stream);
-
-/* The same messages, each written into its rank's own (mapped) area: the
- * one for rank r at to->base[r]. */
-int moep__cuda_write_headers_peer(const moep__cuda_header_args_t *a, const int64_t *rank_count,
-                                  const int64_t *expert_count, const int32_t *bad,
-                                  const moep__cuda_peer_dst_t *to, moep_stream_t stream);
-
 /* Which slots a pack writes, and where this rank's own rows go: they skip
  * the transport, straight into the receive buffers (x row and meta of slot
  * s at x / meta + (s - slot0) rows). */

@@ -342,50 +342,9 @@ __global__ void combine_home_kernel(const void *partial, bool p_bf16, int32_t H,
     }
 }
 
-/* The count message for rank r at to.base[r] (its own area, mapped, when
- * peer-mapped) or at msgs + r * msg_bytes. */
-__global__ void headers_kernel(moep__cuda_header_args_t a, const int64_t *rank_count,
-                               const int64_t *expert_count, const int32_t *bad, uint8_t *msgs,
-                               moep__cuda_peer_dst_t to, bool mapped) {
-    int32_t r = blockIdx.x;
-    uint8_t *m = mapped ? (uint8_t *)to.base[r] : msgs + (size_t)r * a.msg_bytes;
-    if (threadIdx.x == 0) {
-        int32_t *h = (int32_t *)m;
-        h[0] = (int32_t)a.magic;
-        h[1] = (int32_t)a.version;
-        h[2] = a.hidden;
-        h[3] = a.top_k;
-        h[4] = a.dtype;
-        h[5] = a.wire_dtype;
-        h[6] = *bad ? a.status_if_bad : 0;
-        h[7] = a.num_tokens; /* GPU path: the sender's T (sizes the next one-round dispatch) */
-        *(int64_t *)(m + 32) = *bad ? 0 : rank_count[r];
-    }
-    int64_t *c = (int64_t *)(m + 40);
-    for (int32_t e = threadIdx.x; e < a.num_experts; e += blockDim.x) c[e] = *bad ? 0 : expert_count[e];
-}
-
 unsigned threads_for(size_t units) { return units >= 256 ? 256 : units >= 64 ? 128 : 64; }
 
 } // namespace
-
-extern "C" int moep__cuda_write_headers(const moep__cuda_header_args_t *a, const int64_t *rank_count,
-                                        const int64_t *expert_count, const int32_t *bad,
-                                        uint8_t *msgs, moep_stream_t stream) {
-    moep__cuda_peer_dst_t none = {};
-    headers_kernel<<<a->num_ranks, 128, 0, (cudaStream_t)stream>>>(*a, rank_count, expert_count, bad,
-                                                                    msgs, none, false);
-    return cudaGetLastError();
-}
-
-extern "C" int moep__cuda_write_headers_peer(const moep__cuda_header_args_t *a,
-                                             const int64_t *rank_count, const int64_t *expert_count,
-                                             const int32_t *bad, const moep__cuda_peer_dst_t *to,
-                                             moep_stream_t stream) {
-    headers_kernel<<<a->num_ranks, 128, 0, (cudaStream_t)stream>>>(*a, rank_count, expert_count, bad,
-                                                                    NULL, *to, true);
-    return cudaGetLastError();
-}
 
 template <typename Dst>
 static int pack(const void *x, size_t row_bytes, int64_t T, int32_t R, const int32_t *trs,

@@ -159,9 +159,13 @@ moep_status_t moep_layout_counts_cuda(const moep_tensor_t *topk_idx, int32_t E, 
     cudaStream_t s = (cudaStream_t)stream;
     int32_t *map = NULL, *bad = NULL;
     uint8_t *flags = NULL;
+    void *scratch = NULL;
+    size_t scratch_bytes = moep__cuda_layout_count_scratch(T, E, R);
     cudaError_t e = cudaMallocAsync((void **)&map, (size_t)E * sizeof(int32_t), s);
     if (e == cudaSuccess) e = cudaMallocAsync((void **)&bad, sizeof(int32_t), s);
     if (e == cudaSuccess) e = cudaMallocAsync((void **)&flags, (size_t)(T * R > 0 ? T * R : 1), s);
+    if (e == cudaSuccess) e = cudaMallocAsync(&scratch, scratch_bytes, s);
+    if (e == cudaSuccess) e = cudaMemsetAsync(scratch, 0, 4, s); /* the count kernel's ticket */
     int32_t *host_map = NULL;
     /* pageable source: cudaMemcpyAsync returns once it is staged, no sync */
     if (e == cudaSuccess && (host_map = moep__calloc(fn, (size_t)E, sizeof(int32_t))) == NULL)
@@ -173,7 +177,7 @@ moep_status_t moep_layout_counts_cuda(const moep_tensor_t *topk_idx, int32_t E, 
     if (e == cudaSuccess)
         e = (cudaError_t)moep__cuda_layout_count(topk_idx->data, T, k, E, R, map, flags,
                                                  tokens_per_rank->data, tokens_per_expert->data,
-                                                 bad, stream);
+                                                 bad, scratch, NULL, stream);
     if (e == cudaSuccess && token_rank_slot != NULL)
         e = (cudaError_t)moep__cuda_layout_slots(flags, T, R, token_rank_slot->data, NULL, stream);
     if (e == cudaSuccess && bad_ids != NULL)
@@ -182,5 +186,6 @@ moep_status_t moep_layout_counts_cuda(const moep_tensor_t *topk_idx, int32_t E, 
     if (map) cudaFreeAsync(map, s);
     if (bad) cudaFreeAsync(bad, s);
     if (flags) cudaFreeAsync(flags, s);
+    if (scratch) cudaFreeAsync(scratch, s);
     return e == cudaSuccess ? MOEP_OK : cuda_fail(fn, e, "layout kernels");
 }

@@ -255,7 +255,7 @@ void moep__gpu_handle_free(moep_handle_t *h) {
                            &g->recv_meta, &g->local_idx, &g->weight, &g->src, &g->slot_row,
                            &g->row_src, &g->expert_x, &g->recv_offset, &g->expert_offset,
                            &g->partial_send, &g->partial_recv, &g->recv_pad,
-                           &g->rows_scratch};
+                           &g->rows_scratch, &g->count_scratch};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) moep__dbuf_free(all[i]);
     if (g->host != NULL) cudaFreeHost(g->host);
     if (g->counts_ready != NULL) cudaEventDestroy(g->counts_ready);

@@ -77,6 +77,11 @@ static moep_status_t reserve_fresh(moep_comm_t *c, moep_handle_t *h, staging_t *
     MOEP_TRY(moep__dbuf_reserve(c, FN, &g->flags, T * R));
     MOEP_TRY(moep__dbuf_reserve(c, FN, &g->trs, T * R * 4));
     MOEP_TRY(moep__dbuf_reserve(c, FN, &g->expert_count, (size_t)E * 8));
+    void *had = g->count_scratch.p;
+    MOEP_TRY(moep__dbuf_reserve(c, FN, &g->count_scratch, moep__cuda_layout_count_scratch((int64_t)T, E, R)));
+    if (g->count_scratch.p != had) /* the count kernel's ticket starts at zero */
+        MOEP_TRY(moep__cuda_check(c, FN, cudaMemsetAsync(g->count_scratch.p, 0, 4, (cudaStream_t)c->gpu->stream),
+                                  "cudaMemsetAsync"));
     MOEP_TRY(moep__dbuf_reserve(c, FN, &g->send_hdr, (size_t)R * g->msg_bytes));
     /* received messages, then our rank counts and bad-id count: one copy home */
     MOEP_TRY(moep__dbuf_reserve(c, FN, &g->recv_hdr, (size_t)R * g->msg_bytes + (size_t)R * 8 + 16));
@@ -151,17 +156,21 @@ static moep_status_t first_round(moep_comm_t *c, moep_handle_t *h, const moep_di
     uint8_t *msgs = g->recv_hdr.p;
     int64_t *rank_count = (int64_t *)(msgs + (size_t)R * g->msg_bytes);
     int32_t *bad = (int32_t *)(rank_count + R);
+    moep__cuda_msg_out_t out;
+    memset(&out, 0, sizeof out);
+    out.a = (moep__cuda_header_args_t){MOEP_DISPATCH_MAGIC, MOEP_DISPATCH_VERSION, h->hidden, k,
+                                       (int32_t)h->dtype, (int32_t)h->wire_dtype,
+                                       (int32_t)MOEP_ERR_OUT_OF_RANGE, E, R, (int32_t)T, g->msg_bytes};
+    out.msgs = g->send_hdr.p;
+    bool peer = cap > 0 && c->gpu->peer.on;
+    if (peer) MOEP_TRY(moep__gpu_peer_round_begin(c, h, cap, &out));
     int err = moep__cuda_layout_count(p->topk_idx->data, T, k, E, R, c->gpu->expert_rank, g->flags.p,
-                                      rank_count, g->expert_count.p, bad, s);
-    moep__cuda_header_args_t ha = {MOEP_DISPATCH_MAGIC, MOEP_DISPATCH_VERSION, h->hidden, k,
-                                   (int32_t)h->dtype, (int32_t)h->wire_dtype,
-                                   (int32_t)MOEP_ERR_OUT_OF_RANGE, E, R, (int32_t)T, g->msg_bytes};
+                                      rank_count, g->expert_count.p, bad, g->count_scratch.p, &out, s);
     if (!err) err = moep__cuda_layout_slots_padded(g->flags.p, T, R, g->blk, g->trs.p, s);
-    if (cap > 0 && c->gpu->peer.on) {
+    if (peer) {
         MOEP_TRY(moep__cuda_check(c, FN, err, "layout kernels"));
-        return moep__gpu_peer_round(c, h, p, cap, &ha, rank_count, bad, sg->msgs, sg->rank_count);
+        return moep__gpu_peer_round(c, h, p, cap, rank_count, sg->msgs, sg->rank_count);
     }
-    if (!err) err = moep__cuda_write_headers(&ha, rank_count, g->expert_count.p, bad, g->send_hdr.p, s);
     if (!err) /* our own message skips the transport */
         err = cudaMemcpyAsync(msgs + (size_t)c->rank * g->msg_bytes,
                               (uint8_t *)g->send_hdr.p + (size_t)c->rank * g->msg_bytes, g->msg_bytes,

@@ -49,8 +49,9 @@ static moep_status_t plan_and_copy_counts(moep_comm_t *c, moep_handle_t *h, int6
     return moep__cuda_check(c, FN, err, "receive plan and the copy of the counts");
 }
 
-/* The one round on peer-mapped buffers (c->gpu->peer.on, cap > 0): the
- * count messages into every rank's area; the pack: ids, weights and x rows
+/* The one round on peer-mapped buffers (c->gpu->peer.on, cap > 0), after
+ * the count kernel has put the count messages into every rank's area
+ * (moep__gpu_peer_round_begin): the pack: ids, weights and x rows
  * straight into every rank's padded blocks; one signal round; then the
  * same receive-side kernels as the transport round, which move the blocks
  * into recv_x. With large blocks (prefill) the counts go first, with a
@@ -59,9 +60,18 @@ static moep_status_t plan_and_copy_counts(moep_comm_t *c, moep_handle_t *h, int6
  * only the peers' blocks are moved, and the receive plan and the copy home
  * of the counts run on the side stream while the rows travel. For small
  * blocks (decode) the extra round would cost more than the copy it saves. */
+moep_status_t moep__gpu_peer_round_begin(moep_comm_t *c, moep_handle_t *h, int64_t cap,
+                                         moep__cuda_msg_out_t *out) {
+    moep__gpu_peer_t *pm = &c->gpu->peer;
+    MOEP_TRY(moep__gpu_peer_begin(c, FN, round_layout(c, h, cap).bytes));
+    for (int32_t r = 0; r < c->world_size; r++)
+        out->to.base[r] = (uint8_t *)pm->bufs[r] + (size_t)c->rank * h->gpu->msg_bytes;
+    out->mapped = 1;
+    return MOEP_OK;
+}
+
 moep_status_t moep__gpu_peer_round(moep_comm_t *c, moep_handle_t *h, const moep_dispatch_params_t *p,
-                                   int64_t cap, const moep__cuda_header_args_t *ha,
-                                   const int64_t *rank_count, const int32_t *bad, void *host_msgs,
+                                   int64_t cap, const int64_t *rank_count, void *host_msgs,
                                    int64_t *host_rank_count) {
     struct moep__gpu_handle *g = h->gpu;
     moep__gpu_peer_t *pm = &c->gpu->peer;
@@ -69,13 +79,9 @@ moep_status_t moep__gpu_peer_round(moep_comm_t *c, moep_handle_t *h, const moep_
     size_t row = (size_t)h->hidden * moep__gpu_esize(h->dtype);
     bool counts_first = (size_t)cap * row >= ((size_t)8 << 20); /* cap and row: the same on every rank */
     peer_round_layout_t l = round_layout(c, h, cap);
-    MOEP_TRY(moep__gpu_peer_begin(c, FN, l.bytes));
-    moep__cuda_peer_dst_t to;
     moep__cuda_peer_pack_t pk;
-    memset(&to, 0, sizeof to);
     memset(&pk, 0, sizeof pk);
     for (int32_t r = 0; r < R; r++) {
-        to.base[r] = (uint8_t *)pm->bufs[r] + (size_t)me * g->msg_bytes;
         pk.meta.base[r] = (uint8_t *)pm->bufs[r] + l.meta;
         pk.x.base[r] = (uint8_t *)pm->bufs[r] + l.x;
     }
@@ -84,8 +90,7 @@ moep_status_t moep__gpu_peer_round(moep_comm_t *c, moep_handle_t *h, const moep_
     pk.cap = cap;
     moep_stream_t s = c->gpu->stream;
     cudaStream_t side = c->gpu->side;
-    int err = moep__cuda_write_headers_peer(ha, rank_count, g->expert_count.p, bad, &to, s);
-    MOEP_TRY(moep__cuda_check(c, FN, err, "count messages (into the peers)"));
+    int err = 0;
     if (counts_first) {
         MOEP_TRY(moep__gpu_peer_sync(c, FN, MOEP__PEER_COUNTS, c->seq));
         pk.self_x = g->recv_x.p;

@@ -73,6 +73,7 @@ struct moep__gpu_handle {
     moep__dbuf_t partial_send, partial_recv;
     moep__dbuf_t recv_pad; /* one-round dispatch: peer blocks of cap rows */
     moep__dbuf_t rows_scratch; /* moep__cuda_expert_rows' counting sort */
+    moep__dbuf_t count_scratch; /* moep__cuda_layout_count's (its first word zeroed when new) */
     /* pinned host staging: received headers, our rank counts, bad, offsets */
     void *host;
     size_t host_cap;
@@ -150,14 +151,16 @@ moep_status_t moep__gpu_peer_check(moep_comm_t *c, const char *fn);
 static inline size_t moep__gpu_esize(moep_dtype_t t) { return t == MOEP_DTYPE_BF16 ? 2 : 4; }
 
 /* Dispatch on peer-mapped buffers (gpu_dispatch_peer.c, c->gpu->peer.on).
- * round: the fresh dispatch's one round (cap > 0) after the layout kernels:
- * messages (ha, rank_count, expert counts, bad), meta and x into every
+ * round_begin: before the layout kernels of the fresh dispatch's one round
+ * (cap > 0): the op's begin, and where the count kernel writes the count
+ * messages (every rank's area). round: after them: meta and x into every
  * rank's padded blocks, the copy home of the messages and our rank counts
  * + bad (host_msgs, host_rank_count: pinned) and the receive-side kernels.
  * cached: a MOEP_DISPATCH_REUSE_LAYOUT dispatch into recv_x. */
+moep_status_t moep__gpu_peer_round_begin(moep_comm_t *c, moep_handle_t *h, int64_t cap,
+                                         moep__cuda_msg_out_t *out);
 moep_status_t moep__gpu_peer_round(moep_comm_t *c, moep_handle_t *h, const moep_dispatch_params_t *p,
-                                   int64_t cap, const moep__cuda_header_args_t *ha,
-                                   const int64_t *rank_count, const int32_t *bad, void *host_msgs,
+                                   int64_t cap, const int64_t *rank_count, void *host_msgs,
                                    int64_t *host_rank_count);
 moep_status_t moep__gpu_peer_cached(moep_comm_t *c, moep_handle_t *h, const moep_dispatch_params_t *p);
 
