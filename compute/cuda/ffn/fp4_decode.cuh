@@ -22,11 +22,7 @@
 #ifndef MOEP_FP4_DECODE_CUH
 #define MOEP_FP4_DECODE_CUH
 
-#include <cuda_fp16.h>
-#include <cuda_fp8.h>
 #include <stdint.h>
-
-#include <type_traits>
 
 /* (a & c) | (b & ~c) in one LOP3 (written as two masks, nvcc makes two). */
 template <uint32_t C>
@@ -80,70 +76,6 @@ __device__ __forceinline__ void moep__mma_f16(float *c, uint32_t a0, uint32_t a1
         "{%8,%9}, {%0,%1,%2,%3};"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-/*
- * One 128-channel segment of a warp's 16 x 128 weight block: w[h] = the lane's
- * 16 packed bytes of rows g (h = 0) and g + 8 (h = 1), sc[h] their block
- * scale(s) (MX: E8M0 byte; NV: two E4M3 bytes), xb = the lane's B fragment
- * of step 0, token tile 0 in the staged x (stride ts tokens per step).
- * f16x2 block-scale factors for the codes decoded as value * 2^-14:
- * NV: words 0-1 / 2-3 of a row use its two E4M3 scales (tl / th);
- * MX: one factor (tl) and, for x > 1, a second one (fx, else 1.0),
- * applied only when some lane of the warp needs it (a uniform
- * branch: predicated HMUL2 would cost issue slots every time).
- */
-template <bool NV, int NT>
-__device__ __forceinline__ void moep__fp4_seg(float (&acc)[NT][4], const uint4 (&w)[2],
-                                              const uint32_t (&sc)[2], const uint2 *xb, int ts,
-                                              int ntn) {
-    uint32_t tl[2], th[2], fx[2];
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-        if (NV) {
-            __half2_raw s2 = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)sc[h], __NV_E4M3);
-            tl[h] = (uint32_t)s2.x | ((uint32_t)s2.x << 16);
-            th[h] = (uint32_t)s2.y | ((uint32_t)s2.y << 16);
-            fx[h] = 0x3C003C00u; /* 1.0, unused */
-        } else {
-            fx[h] = moep__mx_factor(sc[h], &tl[h]);
-            th[h] = tl[h];
-        }
-    }
-    auto segment = [&](auto two) {
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            uint32_t A[2][4];
-#pragma unroll
-            for (int h = 0; h < 2; ++h) {
-                const uint4 v = w[h];
-                const uint32_t wj = j == 0 ? v.x : (j == 1 ? v.y : (j == 2 ? v.z : v.w));
-                moep__e2m1x8_to_f16s(wj, A[h]);
-#pragma unroll
-                for (int c = 0; c < 4; ++c) A[h][c] = moep__hmul2(A[h][c], j < 2 ? tl[h] : th[h]);
-                if (decltype(two)::value) {
-#pragma unroll
-                    for (int c = 0; c < 4; ++c) A[h][c] = moep__hmul2(A[h][c], fx[h]);
-                }
-            }
-#pragma unroll
-            for (int ss = 0; ss < 2; ++ss) {
-                const int s = 2 * j + ss;
-#pragma unroll
-                for (int nt = 0; nt < NT; ++nt) {
-                    if (NT <= 2 || nt < ntn) {
-                        const uint2 b = xb[(s * ts + nt * 8) * 4];
-                        moep__mma_f16(acc[nt], A[0][2 * ss], A[1][2 * ss], A[0][2 * ss + 1],
-                                      A[1][2 * ss + 1], b.x, b.y);
-                    }
-                }
-            }
-        }
-    };
-    if (!NV && __any_sync(0xFFFFFFFFu, (fx[0] != 0x3C003C00u) | (fx[1] != 0x3C003C00u)))
-        segment(std::true_type());
-    else
-        segment(std::false_type());
 }
 
 #endif /* MOEP_FP4_DECODE_CUH */

@@ -27,9 +27,6 @@
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
-#include <cudaTypedefs.h>
-#include <string.h>
-
 #include <type_traits>
 
 #include "ffn_cuda.h"
@@ -70,8 +67,6 @@ typedef struct moep__fp4_args {
     int64_t n;          /* N */
     int32_t K, rows;    /* rows per matrix */
     int32_t ks;         /* K channels per split, multiple of 128 */
-    int32_t xsb;        /* streamed kernel: shared-memory bytes for staged x */
-    int32_t n_experts;  /* rows of the weight stacks: n_experts * rows */
 } moep__fp4_args_t;
 
 __device__ __forceinline__ float moep__silu4(float g) { return g / (1.0f + expf(-g)); }
@@ -178,51 +173,6 @@ __device__ void moep__stage_x(const moep__fp4_args_t &a, int64_t row0, int T, in
     }
 }
 
-/* Store a warp's sums: gate/up f32 partials P, down bf16 y (rows r0 .. r0 + 15). */
-template <bool GATEUP, bool NV, int NT>
-__device__ __forceinline__ void moep__fp4_store(const moep__fp4_args_t &a,
-                                                const moep__ffn_tile_t &tile, int T,
-                                                const float (&acc)[NT][4], int r0, bool perm = false) {
-    const int e = tile.expert, ntn = (T + 7) >> 3, lane = threadIdx.x & 31, q = lane & 3,
-              rows = a.rows, vrows = GATEUP ? 2 * rows : rows;
-    /* perm: the mma's row g is the block's row (g >> 1) + 4 (g & 1) (fp4_stream.cuh) */
-    const int g = perm ? ((lane >> 3) + 4 * ((lane >> 2) & 1)) : lane >> 2;
-    /* NVFP4: A = (value * 2^-14) * scale, exact for every E4M3 scale (value *
-     * scale * 2^-14 >= 2^-24 lies on the f16 grid, <= 6 * 448 * 2^-14), so the
-     * mma sums are exactly 2^-14 times those of the unscaled weights (f32
-     * accumulation commutes with a power-of-2 factor while every product stays
-     * normal: here >= 2^-48); * 2^14 is exact in f32. The outputs were checked
-     * bit-identical to the table decode on an H200. (Folding 2^14 into the
-     * scale instead would overflow f16 for scales >= 4.) */
-    const float post = NV ? 16384.f : 1.f;
-    if (GATEUP) {
-        float *P = (float *)a.out + ((int64_t)blockIdx.y * a.n + tile.row_start) * vrows + r0;
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt) {
-            if (nt >= ntn) continue;
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                const int t = nt * 8 + 2 * q + (i & 1);
-                if (t < T) P[(int64_t)t * vrows + g + 8 * (i >> 1)] = __fmul_rn(acc[nt][i], post);
-            }
-        }
-    } else {
-        const float gs = NV ? a.wg[0][e] : 1.f;
-        __nv_bfloat16 *y = (__nv_bfloat16 *)a.out + tile.row_start * rows + r0;
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt) {
-            if (nt >= ntn) continue;
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                const int t = nt * 8 + 2 * q + (i & 1);
-                if (t < T)
-                    y[(int64_t)t * rows + g + 8 * (i >> 1)] =
-                        __float2bfloat16_rn(__fmul_rn(__fmul_rn(acc[nt][i], post), gs));
-            }
-        }
-    }
-}
-
 template <bool GATEUP, bool NV, int XIN, int NT>
 __device__ __forceinline__ void moep__fp4_body(const moep__fp4_args_t &a,
                                                const moep__ffn_tile_t &tile, int T, uint2 *xsm) {
@@ -296,16 +246,102 @@ __device__ __forceinline__ void moep__fp4_body(const moep__fp4_args_t &a,
                     cbase = seg;
                     next_stage += segc;
                 }
+                /* f16x2 block-scale factors for the codes decoded as value * 2^-14:
+                 * NV: words 0-1 / 2-3 of a row use its two E4M3 scales (tl / th);
+                 * MX: one factor (tl) and, for x > 1, a second one (fx, else 1.0),
+                 * applied only when some lane of the warp needs it (a uniform
+                 * branch: predicated HMUL2 would cost issue slots every time). */
+                uint32_t tl[2], th[2], fx[2];
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    if (NV) {
+                        __half2_raw s2 =
+                            __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)sr[u][h], __NV_E4M3);
+                        tl[h] = (uint32_t)s2.x | ((uint32_t)s2.x << 16);
+                        th[h] = (uint32_t)s2.y | ((uint32_t)s2.y << 16);
+                        fx[h] = 0x3C003C00u; /* 1.0, unused */
+                    } else {
+                        fx[h] = moep__mx_factor(sr[u][h], &tl[h]);
+                        th[h] = tl[h];
+                    }
+                }
                 const uint4 cur[2] = {wr[u][0], wr[u][1]};
-                const uint32_t sc[2] = {sr[u][0], sr[u][1]};
                 load(seg + PF, wr[u], sr[u]);
                 const uint2 *xb = xsm + (seg - cbase) * 8 * Tp * 4 + g * 4 + q;
-                moep__fp4_seg<NV, NT>(acc, cur, sc, xb, Tp, ntn);
+                auto segment = [&](auto two) {
+#pragma unroll
+                    for (int j = 0; j < 4; ++j) {
+                        uint32_t A[2][4];
+#pragma unroll
+                        for (int h = 0; h < 2; ++h) {
+                            const uint4 v = cur[h];
+                            const uint32_t wj = j == 0 ? v.x : (j == 1 ? v.y : (j == 2 ? v.z : v.w));
+                            moep__e2m1x8_to_f16s(wj, A[h]);
+#pragma unroll
+                            for (int c = 0; c < 4; ++c)
+                                A[h][c] = moep__hmul2(A[h][c], j < 2 ? tl[h] : th[h]);
+                            if (decltype(two)::value) {
+#pragma unroll
+                                for (int c = 0; c < 4; ++c) A[h][c] = moep__hmul2(A[h][c], fx[h]);
+                            }
+                        }
+#pragma unroll
+                        for (int ss = 0; ss < 2; ++ss) {
+                            const int s = 2 * j + ss;
+#pragma unroll
+                            for (int nt = 0; nt < NT; ++nt) {
+                                if (NT <= 2 || nt < ntn) {
+                                    const uint2 b = xb[(s * Tp + nt * 8) * 4];
+                                    moep__mma_f16(acc[nt], A[0][2 * ss], A[1][2 * ss],
+                                                  A[0][2 * ss + 1], A[1][2 * ss + 1], b.x, b.y);
+                                }
+                            }
+                        }
+                    }
+                };
+                if (!NV && __any_sync(0xFFFFFFFFu, (fx[0] != 0x3C003C00u) | (fx[1] != 0x3C003C00u)))
+                    segment(std::true_type());
+                else
+                    segment(std::false_type());
             }
         }
     }
 
-    if (wvalid) moep__fp4_store<GATEUP, NV, NT>(a, tile, T, acc, r0);
+    if (!wvalid) return;
+    /* NVFP4: A = (value * 2^-14) * scale, exact for every E4M3 scale (value *
+     * scale * 2^-14 >= 2^-24 lies on the f16 grid, <= 6 * 448 * 2^-14), so the
+     * mma sums are exactly 2^-14 times those of the unscaled weights (f32
+     * accumulation commutes with a power-of-2 factor while every product stays
+     * normal: here >= 2^-48); * 2^14 is exact in f32. The outputs were checked
+     * bit-identical to the table decode on an H200. (Folding 2^14 into the
+     * scale instead would overflow f16 for scales >= 4.) */
+    const float post = NV ? 16384.f : 1.f;
+    if (GATEUP) {
+        float *P = (float *)a.out + ((int64_t)blockIdx.y * a.n + tile.row_start) * vrows + r0;
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) {
+            if (nt >= ntn) continue;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const int t = nt * 8 + 2 * q + (i & 1);
+                if (t < T) P[(int64_t)t * vrows + g + 8 * (i >> 1)] = __fmul_rn(acc[nt][i], post);
+            }
+        }
+    } else {
+        const float gs = NV ? a.wg[0][e] : 1.f;
+        __nv_bfloat16 *y = (__nv_bfloat16 *)a.out + tile.row_start * rows + r0;
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) {
+            if (nt >= ntn) continue;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const int t = nt * 8 + 2 * q + (i & 1);
+                if (t < T)
+                    y[(int64_t)t * rows + g + 8 * (i >> 1)] =
+                        __float2bfloat16_rn(__fmul_rn(__fmul_rn(acc[nt][i], post), gs));
+            }
+        }
+    }
 }
 
 template <bool GATEUP, bool NV, int XIN>
@@ -359,113 +395,30 @@ __global__ void __launch_bounds__(256) moep__fp4_finish(const moep__ffn_tile_t *
     }
 }
 
-#include "fp4_stream.cuh"
-
-#ifndef MOEP__F4_TMA
-#define MOEP__F4_TMA 1 /* weights by TMA bulk copies (fp4_stream.cuh); 0: register prefetch */
-#endif
-#ifndef MOEP__F4_TMA_DN
-#define MOEP__F4_TMA_DN 1 /* also for the down projection */
-#endif
-
-/* cuTensorMapEncodeTiled through the runtime's driver entry point (no -lcuda). */
-static PFN_cuTensorMapEncodeTiled_v12000 moep__fp4_encode_fn(void) {
-    static PFN_cuTensorMapEncodeTiled_v12000 fn = NULL;
-    if (!fn) {
-        void *p = NULL;
-        cudaDriverEntryPointQueryResult q;
-        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault,
-                                             &q) == cudaSuccess &&
-            q == cudaDriverEntryPointSuccess)
-            fn = (PFN_cuTensorMapEncodeTiled_v12000)p;
-    }
-    return fn;
-}
-
-/* 2-D byte map [rows, cols], boxes of 16 rows x box_cols bytes. */
-static int moep__fp4_map(CUtensorMap *m, const void *base, int64_t rows, int64_t cols, int box_cols,
-                         bool swz) {
-    PFN_cuTensorMapEncodeTiled_v12000 fn = moep__fp4_encode_fn();
-    if (!fn) return -1;
-    cuuint64_t dims[2] = {(cuuint64_t)cols, (cuuint64_t)rows};
-    cuuint64_t strides[1] = {(cuuint64_t)cols};
-    cuuint32_t box[2] = {(cuuint32_t)box_cols, 16};
-    cuuint32_t es[2] = {1, 1};
-    CUresult r = fn(m, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, (void *)base, dims, strides, box, es,
-                    CU_TENSOR_MAP_INTERLEAVE_NONE,
-                    swz ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_NONE,
-                    CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-    return r == CUDA_SUCCESS ? 0 : -2;
-}
-
-template <typename F, typename A>
-static cudaError_t moep__fp4_launch_k(F kern, dim3 grid, int threads, int smem, bool pdl, bool *attr,
-                                      const A *a, cudaStream_t s) {
-    if (!*attr) {
-        cudaError_t err =
-            cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+template <bool GATEUP, bool NV, int XIN>
+static cudaError_t moep__fp4_launch(const moep__fp4_args_t *a, int nsplit, int32_t max_tiles,
+                                    bool pdl, cudaStream_t s) {
+    static bool attr = false;
+    if (!attr) {
+        cudaError_t err = cudaFuncSetAttribute(moep__fp4_kernel<GATEUP, NV, XIN>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               MOEP__F4_XS_BYTES);
         if (err != cudaSuccess) return err;
-        *attr = true;
+        attr = true;
     }
+    const int vrows = GATEUP ? 2 * a->rows : a->rows;
     cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = grid;
-    cfg.blockDim = dim3((unsigned)threads);
-    cfg.dynamicSmemBytes = (size_t)smem;
+    cfg.gridDim = dim3((unsigned)((vrows + MOEP__F4_ROWS - 1) / MOEP__F4_ROWS), (unsigned)nsplit,
+                       (unsigned)max_tiles);
+    cfg.blockDim = dim3(MOEP__F4_THREADS);
+    cfg.dynamicSmemBytes = MOEP__F4_XS_BYTES;
     cfg.stream = s;
     cudaLaunchAttribute at[1];
     at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     at[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = at;
     cfg.numAttrs = pdl && MOEP__F4_PDL ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, kern, *a);
-}
-
-template <bool GATEUP, bool NV, int XIN>
-static cudaError_t moep__fp4_launch(const moep__fp4_args_t *a, int nsplit, int32_t max_tiles,
-                                    bool pdl, cudaStream_t s) {
-    const int vrows = GATEUP ? 2 * a->rows : a->rows;
-    /* streamed kernel: bulk copies need 16-byte aligned weight rows (K % 32 == 0 makes
-     * the row stride a multiple of 16; the scale windows are aligned down in the kernel) */
-    const bool aligned = (((uintptr_t)a->wd[0] | (uintptr_t)a->wd[1]) & 15) == 0 &&
-                         (!NV || (((uintptr_t)a->ws[0] | (uintptr_t)a->ws[1]) & 1) == 0);
-    constexpr int NW = GATEUP ? MOEP__F4_NWG : MOEP__F4_NWD;
-    const int smem = GATEUP ? MOEP__F4_SMEM_MAX : MOEP__F4_SMEM_DN;
-    const int xsb = smem - 1024 - MOEP__F4_BAR_BYTES - moep_f4s::ring_bytes(NW) - MOEP__F4_XSLACK;
-    /* x needs 128 channels of 64 tokens (f16) at least */
-    if (MOEP__F4_TMA && (GATEUP || MOEP__F4_TMA_DN) && aligned && xsb >= 128 * 64 * 2) {
-        static bool attr = false;
-        moep__fp4_sargs_t b;
-        memset(&b, 0, sizeof(b));
-        b.a = *a;
-        b.a.xsb = xsb;
-        bool ok = true;
-#if MOEP__F4_TMAP
-        const int64_t nrows = (int64_t)a->rows * a->n_experts;
-        const int64_t ksc = NV ? a->K / 16 : a->K / 32;
-        b.use_smap = ksc % 16 == 0 && (((uintptr_t)a->ws[0] | (uintptr_t)a->ws[1]) & 15) == 0;
-        for (int i = 0; i < 2 && ok; ++i) {
-            if (i == 1 && a->wd[1] == a->wd[0] && a->ws[1] == a->ws[0]) {
-                b.dmap[1] = b.dmap[0], b.smap[1] = b.smap[0];
-                break;
-            }
-            ok = moep__fp4_map(&b.dmap[i], a->wd[i], nrows, a->K / 2, 128, true) == 0;
-            if (ok && b.use_smap)
-                ok = moep__fp4_map(&b.smap[i], a->ws[i], nrows, ksc,
-                                   NV ? moep_f4s::KC / 16 : moep_f4s::KC / 32, false) == 0;
-        }
-#endif
-        if (ok) {
-            const dim3 grid((unsigned)((vrows + 16 * NW - 1) / (16 * NW)), (unsigned)nsplit,
-                            (unsigned)max_tiles);
-            return moep__fp4_launch_k(moep__fp4_skernel<GATEUP, NV, XIN, NW>, grid, 32 * NW, smem,
-                                      pdl, &attr, &b, s);
-        }
-    }
-    static bool attr = false;
-    const dim3 grid((unsigned)((vrows + MOEP__F4_ROWS - 1) / MOEP__F4_ROWS), (unsigned)nsplit,
-                    (unsigned)max_tiles);
-    return moep__fp4_launch_k(moep__fp4_kernel<GATEUP, NV, XIN>, grid, MOEP__F4_THREADS,
-                              MOEP__F4_XS_BYTES, pdl, &attr, a, s);
+    return cudaLaunchKernelEx(&cfg, moep__fp4_kernel<GATEUP, NV, XIN>, *a);
 }
 
 /* K splits of the gate/up GEMV and the channels per split. */
@@ -511,7 +464,6 @@ static cudaError_t moep__fp4_ffn_fmt(const moep_expert_weights_t *w, const void 
     a.K = H;
     a.rows = I;
     a.ks = ks;
-    a.n_experts = w->num_experts;
     cudaError_t err = xs ? moep__fp4_launch<true, NV, MOEP__X_FP8>(&a, S, max_tiles, false, s)
                          : moep__fp4_launch<true, NV, MOEP__X_BF16>(&a, S, max_tiles, false, s);
     if (err != cudaSuccess) return err;
