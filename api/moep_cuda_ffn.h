@@ -23,7 +23,13 @@
  * Activations x: bf16 [N, H] (quantized on the GPU to FP8 1x128 on the FP8
  *   path), or FP8 E4M3 [N, H] with x_scales f32 [N, ceil(H/128)] (as from an
  *   FP8 dispatch). y: bf16 [N, H]. All device memory, 16-byte aligned.
- * Workspace: taken with cudaMallocAsync on `stream` and freed on it.
+ * Workspace: taken with cudaMallocAsync on `stream` (from the device's
+ *   current memory pool) and freed on it, or the caller's (the _ws variants
+ *   below). Note: with CUDA's default pool settings (release threshold 0) the
+ *   pool gives its memory back at every synchronisation, so each call maps
+ *   fresh memory: about 40 us per call on an H200. Either raise that pool's
+ *   cudaMemPoolAttrReleaseThreshold (the application's choice; moep never
+ *   changes a pool) or pass a workspace.
  * Errors: MOEP_ERR_INVALID_ARG (NULL), MOEP_ERR_SHAPE (dtype/shape/format
  *   constraint), MOEP_ERR_UNSUPPORTED (format, no CUDA build, no sm_90 GPU),
  *   MOEP_ERR_NO_MEMORY (workspace), MOEP_ERR_CUDA (launch or driver failure).
@@ -59,6 +65,31 @@ MOEP_API moep_status_t moep_expert_ffn_masked_cuda(const moep_expert_weights_t *
                                                    const moep_tensor_t *x_scales,
                                                    const int64_t *counts, moep_tensor_t *y,
                                                    moep_stream_t stream);
+
+/*
+ * The same with the caller's workspace: `workspace` is device memory,
+ * 256-byte aligned, of at least the bytes moep_expert_ffn_cuda_workspace_size
+ * gives for these weights and this x; it is in use until the work enqueued
+ * on `stream` has run. workspace == NULL: taken and freed on the stream, as
+ * above. Errors as above, plus MOEP_ERR_INVALID_ARG (misaligned workspace)
+ * and MOEP_ERR_SHAPE (workspace_bytes too small).
+ */
+MOEP_API moep_status_t moep_expert_ffn_cuda_ws(const moep_expert_weights_t *w, const moep_tensor_t *x,
+                                               const moep_tensor_t *x_scales,
+                                               const int64_t *expert_offset, moep_tensor_t *y,
+                                               void *workspace, size_t workspace_bytes,
+                                               moep_stream_t stream);
+MOEP_API moep_status_t moep_expert_ffn_masked_cuda_ws(const moep_expert_weights_t *w,
+                                                      const moep_tensor_t *x,
+                                                      const moep_tensor_t *x_scales,
+                                                      const int64_t *counts, moep_tensor_t *y,
+                                                      void *workspace, size_t workspace_bytes,
+                                                      moep_stream_t stream);
+/* Workspace bytes of the call above for these weights and x (its shape and
+ * dtype only; masked = the masked layout); 0 for an x with no rows. */
+MOEP_API moep_status_t moep_expert_ffn_cuda_workspace_size(const moep_expert_weights_t *w,
+                                                           const moep_tensor_t *x, int masked,
+                                                           size_t *bytes);
 
 #ifdef __cplusplus
 }

@@ -153,7 +153,13 @@ int main(int argc, char **argv) {
         const double flop = 6.0 * N * H * I;
         double ms8 = median_ms([&] { must(moep_expert_ffn_cuda(&w, &tq, &ts, doff, &ty, NULL), "ffn"); }, iters);
         double msb = median_ms([&] { must(moep_expert_ffn_cuda(&w, &tx, NULL, doff, &ty, NULL), "ffn"); }, iters);
+        size_t wsb = 0;
+        must(moep_expert_ffn_cuda_workspace_size(&w, &tq, 0, &wsb), "workspace size");
+        void *ws = dalloc(wsb);
+        double ms8w = median_ms([&] { must(moep_expert_ffn_cuda_ws(&w, &tq, &ts, doff, &ty, ws, wsb, NULL), "ffn"); }, iters);
+        cudaFree(ws);
         printf("RESULT prefill_fp8in_ms %.4f ms\nRESULT prefill_fp8in_tflops %.1f TFLOP/s\n", ms8, flop / ms8 / 1e9);
+        printf("RESULT prefill_fp8in_ws_tflops %.1f TFLOP/s\n", flop / ms8w / 1e9);
         printf("RESULT prefill_bf16in_ms %.4f ms\nRESULT prefill_bf16in_tflops %.1f TFLOP/s\n", msb, flop / msb / 1e9);
         /* masked layout, same shape */
         int64_t *dcnt = (int64_t *)dalloc(E * 8);
@@ -181,14 +187,22 @@ int main(int argc, char **argv) {
         moep_tensor_t tx = moep_tensor_3d(x, MOEP_DTYPE_BF16, E, MT, H);
         moep_tensor_t ty = moep_tensor_3d(y, MOEP_DTYPE_BF16, E, MT, H);
         tx.device = ty.device = MOEP_DEVICE_CUDA;
+        size_t wsb = 0; /* the caller's workspace: no per-call allocation (the pool's default
+                         * release threshold 0 maps fresh memory on every call) */
+        must(moep_expert_ffn_cuda_workspace_size(&w, &tx, 1, &wsb), "workspace size");
+        void *ws = dalloc(wsb);
         for (int ti = 0; ti < 3; ++ti) {
             std::vector<int64_t> cnt(E, toks[ti]);
             CK(cudaMemcpy(dcnt, cnt.data(), E * 8, cudaMemcpyHostToDevice));
             double ms = median_ms([&] { must(moep_expert_ffn_masked_cuda(&w, &tx, NULL, dcnt, &ty, NULL), "ffn"); }, iters);
-            printf("RESULT decode_%s_T%d_us %.1f us\nRESULT decode_%s_T%d_weight_TBps %.3f TB/s\n",
-                   moep_weight_format_name(fmts[fi]), toks[ti], ms * 1e3,
-                   moep_weight_format_name(fmts[fi]), toks[ti], wb / ms / 1e9);
+            double msw = median_ms([&] { must(moep_expert_ffn_masked_cuda_ws(&w, &tx, NULL, dcnt, &ty, ws, wsb, NULL), "ffn"); }, iters);
+            const char *f = moep_weight_format_name(fmts[fi]);
+            printf("RESULT decode_%s_T%d_us %.1f us\nRESULT decode_%s_T%d_weight_TBps %.3f TB/s\n", f,
+                   toks[ti], ms * 1e3, f, toks[ti], wb / ms / 1e9);
+            printf("RESULT decode_%s_T%d_ws_us %.1f us\nRESULT decode_%s_T%d_ws_weight_TBps %.3f TB/s\n", f,
+                   toks[ti], msw * 1e3, f, toks[ti], wb / msw / 1e9);
         }
+        cudaFree(ws);
         printf("RESULT decode_%s_weight_MB %.1f MB\n", moep_weight_format_name(fmts[fi]), wb / 1e6);
         cudaFree(x), cudaFree(y), cudaFree(dcnt);
     }

@@ -55,7 +55,8 @@ void moep__layer_cuda_free(moep_layer_t *l) {
     cudaSetDevice(g->device);
     cudaFree(g->gate);
     moep__layer_dbuf_t *all[] = {&g->logits,   &g->router_part, &g->topk_idx, &g->topk_w,
-                                 &g->first_nan, &g->expert_y,    &g->offsets};
+                                 &g->first_nan, &g->expert_y,    &g->offsets,
+                                 &g->ffn_ws};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) dbuf_free(all[i]);
     if (g->offsets_host != NULL) cudaFreeHost(g->offsets_host);
     free(g->idx_host);

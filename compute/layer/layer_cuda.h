@@ -27,6 +27,8 @@ struct moep__layer_gpu {
     moep__layer_dbuf_t first_nan;     /* one i64: moep_route_cuda_async's NaN report */
     moep__layer_dbuf_t expert_y;      /* [rows, H] bf16 */
     moep__layer_dbuf_t offsets;       /* [L+1] routed expert offsets, then [2] shared {0, T} */
+    moep__layer_dbuf_t ffn_ws;        /* the expert FFNs' workspace (routed, then shared: in
+                                       * stream order, so one serves both) */
     int64_t *offsets_host;            /* pinned staging of the above */
     size_t offsets_host_cap;          /* in int64 */
     int32_t *idx_host;                /* topk_idx copied home for the load statistics */

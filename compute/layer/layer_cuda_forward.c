@@ -132,11 +132,20 @@ static moep_status_t experts(moep_layer_t *l, const moep_tensor_t *x, const moep
     MOEP_TRY(moep__layer_dbuf_reserve(FN, &g->expert_y, (size_t)rows * l->cfg.hidden * 2));
     *ey = dev_view(g, g->expert_y.p, MOEP_DTYPE_BF16, rows, l->cfg.hidden);
     MOEP_TRY(upload_offsets(l, res, T, s));
+    /* one workspace kept by the layer: a per-call stream-ordered allocation
+     * maps fresh memory each time under CUDA's default pool settings */
+    size_t routed_ws = 0, shared_ws = 0;
+    if (rows > 0) MOEP_TRY(moep_expert_ffn_cuda_workspace_size(&l->experts, &res->expert_x, 0, &routed_ws));
+    if (l->have_shared && T > 0) MOEP_TRY(moep_expert_ffn_cuda_workspace_size(&l->shared, x, 0, &shared_ws));
+    size_t ws_bytes = routed_ws > shared_ws ? routed_ws : shared_ws;
+    MOEP_TRY(moep__layer_dbuf_reserve(FN, &g->ffn_ws, ws_bytes));
     const int64_t *off = g->offsets.p;
-    if (rows > 0) MOEP_TRY(moep_expert_ffn_cuda(&l->experts, &res->expert_x, NULL, off, ey, s));
+    if (rows > 0)
+        MOEP_TRY(moep_expert_ffn_cuda_ws(&l->experts, &res->expert_x, NULL, off, ey, g->ffn_ws.p, ws_bytes, s));
     MOEP_TRY(record(g, 3, s));
     if (l->have_shared && T > 0)
-        MOEP_TRY(moep_expert_ffn_cuda(&l->shared, x, NULL, off + res->num_local_experts + 1, y, s));
+        MOEP_TRY(moep_expert_ffn_cuda_ws(&l->shared, x, NULL, off + res->num_local_experts + 1, y,
+                                         g->ffn_ws.p, ws_bytes, s));
     return record(g, 4, s);
 }
 

@@ -56,6 +56,14 @@ START_TEST(larger) {
 }
 END_TEST
 
+/* The caller's workspace (the _ws variants): contiguous FP8 with bf16 x
+ * (quantized into the workspace), masked FP4. */
+START_TEST(caller_workspace) {
+    gpu_ffn_case_t c = {fmts[_i], _i > 0, 0, 4, 416, 224, {37, 0, 130, 5}, 150, 0, 1};
+    run(&c, 61 + _i);
+}
+END_TEST
+
 Suite *gpu_ffn_device_suite(void) {
     base_seed = test_seed("gpu_ffn");
     Suite *s = suite_create("gpu_ffn_device");
@@ -67,6 +75,7 @@ Suite *gpu_ffn_device_suite(void) {
     tcase_add_loop_test(t, masked_decode, 0, 3);
     tcase_add_loop_test(t, fp8_input, 0, 2);
     tcase_add_loop_test(t, larger, 0, 3);
+    tcase_add_loop_test(t, caller_workspace, 0, 3);
     suite_add_tcase(s, t);
     return s;
 }

@@ -193,14 +193,42 @@ const char *gpu_ffn_run_case(const gpu_ffn_case_t *c, uint64_t seed) {
         ts = moep_tensor_2d(dxs, MOEP_DTYPE_F32, n, nbh);
     }
     tx.device = ty.device = ts.device = MOEP_DEVICE_CUDA;
-    moep_status_t st =
-        c->masked ? moep_expert_ffn_masked_cuda(&w, &tx, in8 ? &ts : NULL, drows, &ty, NULL)
-                  : moep_expert_ffn_cuda(&w, &tx, in8 ? &ts : NULL, drows, &ty, NULL);
+    moep_status_t st = MOEP_OK;
+    void *dws = NULL;
+    size_t ws_bytes = 0;
+    static char ws_msg[256];
+    ws_msg[0] = '\0';
+    if (c->caller_ws) {
+        st = moep_expert_ffn_cuda_workspace_size(&w, &tx, c->masked, &ws_bytes);
+        if (st == MOEP_OK && cudaMalloc(&dws, ws_bytes + 256) != cudaSuccess) st = MOEP_ERR_NO_MEMORY;
+        /* refused: misaligned, one byte short */
+        moep_status_t bad_align = st != MOEP_OK ? MOEP_ERR_INVALID_ARG
+                                  : c->masked ? moep_expert_ffn_masked_cuda_ws(&w, &tx, in8 ? &ts : NULL, drows, &ty,
+                                                                               (char *)dws + 16, ws_bytes, NULL)
+                                              : moep_expert_ffn_cuda_ws(&w, &tx, in8 ? &ts : NULL, drows, &ty,
+                                                                        (char *)dws + 16, ws_bytes, NULL);
+        moep_status_t bad_size = st != MOEP_OK ? MOEP_ERR_SHAPE
+                                 : c->masked ? moep_expert_ffn_masked_cuda_ws(&w, &tx, in8 ? &ts : NULL, drows, &ty,
+                                                                              dws, ws_bytes - 1, NULL)
+                                             : moep_expert_ffn_cuda_ws(&w, &tx, in8 ? &ts : NULL, drows, &ty,
+                                                                       dws, ws_bytes - 1, NULL);
+        if (st == MOEP_OK && (bad_align != MOEP_ERR_INVALID_ARG || bad_size != MOEP_ERR_SHAPE)) {
+            snprintf(ws_msg, sizeof ws_msg, "workspace checks: misaligned gave %s, one byte short %s",
+                     moep_status_name(bad_align), moep_status_name(bad_size));
+            st = MOEP_ERR_INTERNAL;
+        }
+    }
+    if (st == MOEP_OK)
+        st = c->masked ? moep_expert_ffn_masked_cuda_ws(&w, &tx, in8 ? &ts : NULL, drows, &ty, dws, ws_bytes, NULL)
+                       : moep_expert_ffn_cuda_ws(&w, &tx, in8 ? &ts : NULL, drows, &ty, dws, ws_bytes, NULL);
     cudaError_t ce = cudaDeviceSynchronize();
+    cudaFree(dws);
     uint16_t *yb = malloc((size_t)n * H * 2);
     cudaMemcpy(yb, dy, (size_t)n * H * 2, cudaMemcpyDeviceToHost);
     const char *res = NULL;
-    if (st != MOEP_OK) {
+    if (ws_msg[0] != '\0') {
+        res = ws_msg;
+    } else if (st != MOEP_OK) {
         snprintf(msg, sizeof msg, "ffn returned %s: %s", moep_status_name(st), moep_last_error());
         res = msg;
     } else if (ce != cudaSuccess) {

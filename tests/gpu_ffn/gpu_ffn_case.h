@@ -38,6 +38,8 @@ typedef struct gpu_ffn_case {
     int64_t counts[8];
     int64_t max_tokens; /* masked */
     int32_t pad;        /* contiguous: rows of gap after each expert */
+    int caller_ws;      /* run the _ws variant on a workspace of the size it asks for (after
+                         * checking that a misaligned or short one is refused) */
 } gpu_ffn_case_t;
 
 /* Runs one case; returns NULL on success, else a static message. */

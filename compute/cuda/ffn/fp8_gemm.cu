@@ -273,6 +273,9 @@ __global__ void __launch_bounds__(384, 1)
 #define MOEP__H_STAGE_BYTES (MOEP__H_A_BYTES + 4 * 64 * 128)
 #define MOEP__H_HP (128 + 16) /* staged h row pitch: rows in distinct banks */
 #define MOEP__H_YP (512 + 16) /* staged y row pitch */
+#ifndef MOEP__FP8_M64
+#define MOEP__FP8_M64 0
+#endif
 #ifndef MOEP__FP8_STAGE_EPI
 #define MOEP__FP8_STAGE_EPI 1
 #endif
@@ -634,26 +637,29 @@ static int moep__fp8_map(CUtensorMap *m, const void *base, int64_t rows, int64_t
 template <bool GATEUP>
 static cudaError_t moep__fp8_launch(const CUtensorMap *a, const CUtensorMap *b0,
                                     const CUtensorMap *b1, const moep__fp8_gemm_args_t *args,
-                                    int32_t max_tiles, cudaStream_t s) {
-    static bool attr = false;
+                                    int32_t max_tiles, int32_t num_experts, cudaStream_t s) {
+    static bool attr64 = false, attr128 = false;
     const int per_cta = GATEUP ? 128 : 256;
-#if MOEP__FP8_M64 /* the 64-row kernel, for comparison */
-    if (!attr) {
-        cudaError_t err = cudaFuncSetAttribute(moep__fp8_gemm_kernel<GATEUP>,
-                                               cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               MOEP__G_SMEM);
-        if (err != cudaSuccess) return err;
-        attr = true;
+    /* At most one tile per expert (masked, <= 64 tokens each: decode): no pair of tiles can
+     * share B, so the 128-row kernel would only halve the CTAs; the 64-row one runs. */
+    if (MOEP__FP8_M64 || max_tiles <= num_experts) {
+        if (!attr64) {
+            cudaError_t err = cudaFuncSetAttribute(moep__fp8_gemm_kernel<GATEUP>,
+                                                   cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                   MOEP__G_SMEM);
+            if (err != cudaSuccess) return err;
+            attr64 = true;
+        }
+        dim3 grid((unsigned)((args->n_out + per_cta - 1) / per_cta), (unsigned)max_tiles);
+        moep__fp8_gemm_kernel<GATEUP><<<grid, 384, MOEP__G_SMEM, s>>>(*a, *b0, *b1, *args);
+        return cudaGetLastError();
     }
-    dim3 grid((unsigned)((args->n_out + per_cta - 1) / per_cta), (unsigned)max_tiles);
-    moep__fp8_gemm_kernel<GATEUP><<<grid, 384, MOEP__G_SMEM, s>>>(*a, *b0, *b1, *args);
-#else
-    if (!attr) {
+    if (!attr128) {
         cudaError_t err = cudaFuncSetAttribute(moep__fp8_gemm128_kernel<GATEUP>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                MOEP__H_SMEM);
         if (err != cudaSuccess) return err;
-        attr = true;
+        attr128 = true;
     }
     const int32_t nblk_n = (args->n_out + per_cta - 1) / per_cta;
     const int32_t items = nblk_n * ((max_tiles + 1) / 2);
@@ -672,7 +678,6 @@ static cudaError_t moep__fp8_launch(const CUtensorMap *a, const CUtensorMap *b0,
     if (grid < 1) grid = 1;
     moep__fp8_gemm128_kernel<GATEUP>
         <<<grid, 384, MOEP__H_SMEM, s>>>(*a, *b0, *b1, *args, max_tiles, nblk_n, items);
-#endif
     return cudaGetLastError();
 }
 
@@ -703,7 +708,7 @@ extern "C" int moep__fp8_ffn(const moep_expert_weights_t *w, const uint8_t *xq, 
     a.nblk_b = (I + 127) / 128;
     a.b_scale_stride = (int64_t)a.nblk_b * a.nkb;
     a.n_out = I;
-    *err = moep__fp8_launch<true>(&mx, &m1, &m3, &a, max_tiles, s);
+    *err = moep__fp8_launch<true>(&mx, &m1, &m3, &a, max_tiles, E, s);
     if (*err != cudaSuccess) return -2;
 
     a.a_scales = hs;
@@ -714,6 +719,6 @@ extern "C" int moep__fp8_ffn(const moep_expert_weights_t *w, const uint8_t *xq, 
     a.nblk_b = (H + 127) / 128;
     a.b_scale_stride = (int64_t)a.nblk_b * a.nkb;
     a.n_out = H;
-    *err = moep__fp8_launch<false>(&mh, &m2, &m2, &a, max_tiles, s);
+    *err = moep__fp8_launch<false>(&mh, &m2, &m2, &a, max_tiles, E, s);
     return *err != cudaSuccess ? -2 : 0;
 }
