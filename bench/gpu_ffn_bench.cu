@@ -5,7 +5,9 @@
  *            -> weight bytes read per second.
  * Random (non-zero) data generated on the GPU; median of timed calls after
  * warm-up, CUDA events. Prints "RESULT name value unit" lines.
- *   gpu_ffn_bench [iters] [decode]   ("decode": skip the prefill part)
+ *   gpu_ffn_bench [iters] [decode|prefill]   (only that part)
+ * MOEP_BENCH_ORDER=1: prefill also times the pool path again after the
+ * caller-workspace path, and the workspace path once more (order effects).
  */
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -130,6 +132,7 @@ static void must(moep_status_t s, const char *what) {
 int main(int argc, char **argv) {
     const int iters = argc > 1 ? atoi(argv[1]) : 20;
     const int decode_only = argc > 2 && strcmp(argv[2], "decode") == 0;
+    const int prefill_only = argc > 2 && strcmp(argv[2], "prefill") == 0;
     const int E = 8, H = 7168, I = 2048;
     /* prefill */
     if (!decode_only) {
@@ -157,6 +160,12 @@ int main(int argc, char **argv) {
         must(moep_expert_ffn_cuda_workspace_size(&w, &tq, 0, &wsb), "workspace size");
         void *ws = dalloc(wsb);
         double ms8w = median_ms([&] { must(moep_expert_ffn_cuda_ws(&w, &tq, &ts, doff, &ty, ws, wsb, NULL), "ffn"); }, iters);
+        if (getenv("MOEP_BENCH_ORDER")) { /* the pool path again, after the workspace one */
+            double again = median_ms([&] { must(moep_expert_ffn_cuda(&w, &tq, &ts, doff, &ty, NULL), "ffn"); }, iters);
+            double ws2 = median_ms([&] { must(moep_expert_ffn_cuda_ws(&w, &tq, &ts, doff, &ty, ws, wsb, NULL), "ffn"); }, iters);
+            printf("RESULT prefill_fp8in_again_tflops %.1f TFLOP/s\nRESULT prefill_fp8in_ws2_tflops %.1f TFLOP/s\n",
+                   flop / again / 1e9, flop / ws2 / 1e9);
+        }
         cudaFree(ws);
         printf("RESULT prefill_fp8in_ms %.4f ms\nRESULT prefill_fp8in_tflops %.1f TFLOP/s\n", ms8, flop / ms8 / 1e9);
         printf("RESULT prefill_fp8in_ws_tflops %.1f TFLOP/s\n", flop / ms8w / 1e9);
@@ -173,6 +182,7 @@ int main(int argc, char **argv) {
         printf("RESULT prefill_masked_fp8in_tflops %.1f TFLOP/s\n", flop / msm / 1e9);
         cudaFree((void *)x), cudaFree(xq), cudaFree(xs), cudaFree(y);
     }
+    if (prefill_only) return 0;
     /* decode */
     const moep_weight_format_t fmts[3] = {MOEP_WEIGHTS_MXFP4, MOEP_WEIGHTS_NVFP4, MOEP_WEIGHTS_FP8_E4M3};
     const int toks[3] = {1, 16, 64};
