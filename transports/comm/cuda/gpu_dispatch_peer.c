@@ -49,6 +49,19 @@ static moep_status_t plan_and_copy_counts(moep_comm_t *c, moep_handle_t *h, int6
     return moep__cuda_check(c, FN, err, "receive plan and the copy of the counts");
 }
 
+/* Before the count kernel of the one round: the op's begin (the peers have
+ * finished reading our earlier stores), and where the count kernel puts the
+ * count messages: our slot in every rank's area. */
+moep_status_t moep__gpu_peer_round_begin(moep_comm_t *c, moep_handle_t *h, int64_t cap,
+                                         moep__cuda_msg_out_t *out) {
+    moep__gpu_peer_t *pm = &c->gpu->peer;
+    MOEP_TRY(moep__gpu_peer_begin(c, FN, round_layout(c, h, cap).bytes));
+    for (int32_t r = 0; r < c->world_size; r++)
+        out->to.base[r] = (uint8_t *)pm->bufs[r] + (size_t)c->rank * h->gpu->msg_bytes;
+    out->mapped = 1;
+    return MOEP_OK;
+}
+
 /* The one round on peer-mapped buffers (c->gpu->peer.on, cap > 0), after
  * the count kernel has put the count messages into every rank's area
  * (moep__gpu_peer_round_begin): the pack: ids, weights and x rows
@@ -60,16 +73,6 @@ static moep_status_t plan_and_copy_counts(moep_comm_t *c, moep_handle_t *h, int6
  * only the peers' blocks are moved, and the receive plan and the copy home
  * of the counts run on the side stream while the rows travel. For small
  * blocks (decode) the extra round would cost more than the copy it saves. */
-moep_status_t moep__gpu_peer_round_begin(moep_comm_t *c, moep_handle_t *h, int64_t cap,
-                                         moep__cuda_msg_out_t *out) {
-    moep__gpu_peer_t *pm = &c->gpu->peer;
-    MOEP_TRY(moep__gpu_peer_begin(c, FN, round_layout(c, h, cap).bytes));
-    for (int32_t r = 0; r < c->world_size; r++)
-        out->to.base[r] = (uint8_t *)pm->bufs[r] + (size_t)c->rank * h->gpu->msg_bytes;
-    out->mapped = 1;
-    return MOEP_OK;
-}
-
 moep_status_t moep__gpu_peer_round(moep_comm_t *c, moep_handle_t *h, const moep_dispatch_params_t *p,
                                    int64_t cap, const int64_t *rank_count, void *host_msgs,
                                    int64_t *host_rank_count) {
