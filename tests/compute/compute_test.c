@@ -3,8 +3,10 @@
 
 Suite *moep_check_expert_ffn_suite(void);
 Suite *moep_check_ffn_errors_suite(void);
+Suite *moep_check_ffn_cuda_stub_suite(void);
 
 int main(void) {
-    Suite *suites[] = {moep_check_expert_ffn_suite(), moep_check_ffn_errors_suite()};
+    Suite *suites[] = {moep_check_expert_ffn_suite(), moep_check_ffn_errors_suite(),
+                       moep_check_ffn_cuda_stub_suite()};
     return test_run_suites(suites, (int)(sizeof suites / sizeof suites[0]));
 }
