@@ -301,14 +301,8 @@ __global__ void __launch_bounds__(384, 1)
                         for (int c = 0; c < 8; ++c) {
                             const float *sh = sum + 64 * h;
                             const int col = n_cta + 64 * h + 8 * c + 2 * q;
-                            if (col < I) {
-                                if (ok0)
-                                    *(uint16_t *)(args.hq + row0 * I + col) = (uint16_t)moep__e4m3x2(
-                                        __fdiv_rn(sh[4 * c], s0), __fdiv_rn(sh[4 * c + 1], s0));
-                                if (ok1)
-                                    *(uint16_t *)(args.hq + row1 * I + col) = (uint16_t)moep__e4m3x2(
-                                        __fdiv_rn(sh[4 * c + 2], s1), __fdiv_rn(sh[4 * c + 3], s1));
-                            }
+                            if (col < I)
+                                moep__fp8_store_h2(args.hq, I, row0, row1, ok0, ok1, col, sh + 4 * c, s0, s1);
                         }
                     }
                 }
@@ -344,14 +338,7 @@ __global__ void __launch_bounds__(384, 1)
                     for (int c = 0; c < 32; ++c) {
                         /* half c / 16: columns 128 * half + 8 * (c % 16) */
                         const int col = n_cta + 8 * c + 2 * q;
-                        if (col < H) {
-                            if (ok0)
-                                *(__nv_bfloat162 *)(args.y + row0 * H + col) =
-                                    __floats2bfloat162_rn(sum[4 * c], sum[4 * c + 1]);
-                            if (ok1)
-                                *(__nv_bfloat162 *)(args.y + row1 * H + col) =
-                                    __floats2bfloat162_rn(sum[4 * c + 2], sum[4 * c + 3]);
-                        }
+                        if (col < H) moep__fp8_store_y2(args.y, H, row0, row1, ok0, ok1, col, sum + 4 * c);
                     }
                 }
             }

@@ -194,14 +194,7 @@ __global__ void __launch_bounds__(384, 1)
 #pragma unroll
         for (int c = 0; c < 8; ++c) {
             const int col = n_cta + 64 * cw + 8 * c + 2 * q;
-            if (col < I) {
-                if (ok0)
-                    *(uint16_t *)(args.hq + row0 * I + col) = (uint16_t)moep__e4m3x2(
-                        __fdiv_rn(sum[4 * c], s0), __fdiv_rn(sum[4 * c + 1], s0));
-                if (ok1)
-                    *(uint16_t *)(args.hq + row1 * I + col) = (uint16_t)moep__e4m3x2(
-                        __fdiv_rn(sum[4 * c + 2], s1), __fdiv_rn(sum[4 * c + 3], s1));
-            }
+            if (col < I) moep__fp8_store_h2(args.hq, I, row0, row1, ok0, ok1, col, sum + 4 * c, s0, s1);
         }
         if (cw == 0 && q == 0) {
             if (ok0) args.hs[row0 * args.nkb_out + n_cta / 128] = s0;
@@ -212,14 +205,7 @@ __global__ void __launch_bounds__(384, 1)
 #pragma unroll
         for (int c = 0; c < 16; ++c) {
             const int col = n_cta + 128 * cw + 8 * c + 2 * q;
-            if (col < H) {
-                if (ok0)
-                    *(__nv_bfloat162 *)(args.y + row0 * H + col) =
-                        __floats2bfloat162_rn(sum[4 * c], sum[4 * c + 1]);
-                if (ok1)
-                    *(__nv_bfloat162 *)(args.y + row1 * H + col) =
-                        __floats2bfloat162_rn(sum[4 * c + 2], sum[4 * c + 3]);
-            }
+            if (col < H) moep__fp8_store_y2(args.y, H, row0, row1, ok0, ok1, col, sum + 4 * c);
         }
     }
 }

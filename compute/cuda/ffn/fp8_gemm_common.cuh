@@ -35,4 +35,25 @@ __device__ __forceinline__ uint32_t moep__e4m3x2(float a, float b) {
     return (uint32_t)__nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, __NV_E4M3);
 }
 
+/* A thread's two output rows of one accumulator fragment (wgmma m64 layout:
+ * rows row0 / row1, channels col and col + 1 from v[0, 1] / v[2, 3]); rows
+ * past the tile (ok0 / ok1 false) are skipped. h: FP8 divided by the row's
+ * 1x128 scale; y: bf16. */
+__device__ __forceinline__ void moep__fp8_store_h2(uint8_t *hq, int64_t I, int64_t row0, int64_t row1,
+                                                   bool ok0, bool ok1, int col, const float *v,
+                                                   float s0, float s1) {
+    if (ok0)
+        *(uint16_t *)(hq + row0 * I + col) =
+            (uint16_t)moep__e4m3x2(__fdiv_rn(v[0], s0), __fdiv_rn(v[1], s0));
+    if (ok1)
+        *(uint16_t *)(hq + row1 * I + col) =
+            (uint16_t)moep__e4m3x2(__fdiv_rn(v[2], s1), __fdiv_rn(v[3], s1));
+}
+
+__device__ __forceinline__ void moep__fp8_store_y2(__nv_bfloat16 *y, int64_t H, int64_t row0, int64_t row1,
+                                                   bool ok0, bool ok1, int col, const float *v) {
+    if (ok0) *(__nv_bfloat162 *)(y + row0 * H + col) = __floats2bfloat162_rn(v[0], v[1]);
+    if (ok1) *(__nv_bfloat162 *)(y + row1 * H + col) = __floats2bfloat162_rn(v[2], v[3]);
+}
+
 #endif
