@@ -11,38 +11,14 @@ moep_status_t moep__cuda_check(moep_comm_t *c, const char *fn, int err, const ch
                            cudaGetErrorString((cudaError_t)err));
 }
 
-/* Stream-ordered (cudaMallocAsync / cudaFreeAsync on the comm's stream):
- * cudaFree would wait for the whole device, so a transfer stuck on a dead
- * peer would hang the host here instead of reaching the deadline below. */
-moep_status_t moep__dbuf_reserve(moep_comm_t *c, const char *fn, moep__dbuf_t *b, size_t need) {
-    if (need <= b->cap && b->p != NULL) return MOEP_OK;
-    size_t grown = need + need / 4 + 256;
-    void *p = NULL;
-    cudaStream_t s = (cudaStream_t)c->gpu->stream;
-    cudaError_t e = cudaMallocAsync(&p, grown, s);
-    bool ordered = e == cudaSuccess;
-    if (e == cudaErrorNotSupported) { /* no memory pools on this device / driver */
-        cudaGetLastError();
-        e = cudaMalloc(&p, grown);
-    }
-    if (e != cudaSuccess) {
-        cudaGetLastError(); /* clear the sticky-free error state */
-        return moep__comm_fail(c, e == cudaErrorMemoryAllocation ? MOEP_ERR_NO_MEMORY : MOEP_ERR_CUDA,
-                               "%s: cudaMalloc(%zu): %s", fn, grown, cudaGetErrorString(e));
-    }
-    if (b->p != NULL && ordered)
-        cudaFreeAsync(b->p, s);
-    else if (b->p != NULL)
-        cudaFree(b->p);
-    b->p = p;
-    b->cap = grown;
-    return MOEP_OK;
-}
-
-void moep__dbuf_free(moep__dbuf_t *b) {
-    if (b->p != NULL) cudaFree(b->p);
-    b->p = NULL;
-    b->cap = 0;
+/* Stream-ordered on the comm's stream (cuda_buf.h): cudaFree would wait for
+ * the whole device, so a transfer stuck on a dead peer would hang the host
+ * here instead of reaching the deadline below. */
+moep_status_t moep__dbuf_reserve(moep_comm_t *c, const char *fn, moep__cuda_buf_t *b, size_t need) {
+    cudaError_t e = moep__cuda_buf_grow(b, need, (cudaStream_t)c->gpu->stream);
+    if (e == cudaSuccess) return MOEP_OK;
+    return moep__comm_fail(c, e == cudaErrorMemoryAllocation ? MOEP_ERR_NO_MEMORY : MOEP_ERR_CUDA,
+                           "%s: device buffer of %zu bytes: %s", fn, need, cudaGetErrorString(e));
 }
 
 moep_status_t moep__gpu_wait_event(moep_comm_t *c, const char *fn, cudaEvent_t ev, const char *what) {
@@ -169,6 +145,9 @@ moep_status_t moep__gpu_comm_init(moep_comm_t *c) {
     c->gpu->a2a_bytes = moep__calloc(fn, (size_t)c->world_size * 4, sizeof(size_t));
     c->gpu->row_tmp = moep__calloc(fn, (size_t)c->world_size * 7, sizeof(int64_t));
     if (c->gpu->a2a_bytes == NULL || c->gpu->row_tmp == NULL) return MOEP_ERR_NO_MEMORY;
+    /* Placement tables: plain cudaMalloc, once, before any transfer of this
+     * comm (nothing can be stuck yet), and valid on every stream, which the
+     * synchronous copies below and the caller's later stream need. */
     size_t bytes = (size_t)c->num_experts * sizeof(int32_t);
     moep_status_t st =
         moep__cuda_check(c, fn, cudaMalloc((void **)&c->gpu->expert_rank, bytes), "cudaMalloc");
@@ -250,13 +229,13 @@ int32_t moep_comm_device_cuda(const moep_comm_t *c) {
 void moep__gpu_handle_free(moep_handle_t *h) {
     struct moep__gpu_handle *g = h->gpu;
     if (g == NULL) return;
-    moep__dbuf_t *all[] = {&g->flags, &g->trs, &g->expert_count,
-                           &g->send_hdr, &g->recv_hdr, &g->send_x, &g->send_meta, &g->recv_x,
-                           &g->recv_meta, &g->local_idx, &g->weight, &g->src, &g->slot_row,
-                           &g->row_src, &g->expert_x, &g->recv_offset, &g->expert_offset,
-                           &g->partial_send, &g->partial_recv, &g->recv_pad,
-                           &g->rows_scratch, &g->count_scratch};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) moep__dbuf_free(all[i]);
+    moep__cuda_buf_t *all[] = {&g->flags, &g->trs, &g->expert_count,
+                               &g->send_hdr, &g->recv_hdr, &g->send_x, &g->send_meta, &g->recv_x,
+                               &g->recv_meta, &g->local_idx, &g->weight, &g->src, &g->slot_row,
+                               &g->row_src, &g->expert_x, &g->recv_offset, &g->expert_offset,
+                               &g->partial_send, &g->partial_recv, &g->recv_pad,
+                               &g->rows_scratch, &g->count_scratch};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) moep__cuda_buf_free(all[i]);
     if (g->host != NULL) cudaFreeHost(g->host);
     if (g->counts_ready != NULL) cudaEventDestroy(g->counts_ready);
     free(g->rank_offset);

@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include "transports/comm/comm_internal.h"
+#include "cuda_buf.h"
 #include "cuda_kernels.h"
 
 #define MOEP__GPU_CHUNKS_MAX 8
@@ -26,8 +27,7 @@ typedef struct moep__gpu_peer {
     size_t bytes;                         /* of every rank's buffer */
     int32_t *error_host, *error_dev;      /* 1 + the peer a signal kernel gave up on */
     uint64_t last_op;                     /* seq of the previous peer-mapped dispatch / combine, 0 = none */
-    void *scratch;                        /* device staging of the handle exchange */
-    size_t scratch_cap;
+    moep__cuda_buf_t scratch;             /* device staging of the handle exchange */
     cudaEvent_t ready;
 } moep__gpu_peer_t;
 
@@ -57,23 +57,17 @@ struct moep__gpu_comm {
     moep__gpu_peer_t peer;
 };
 
-/* A device buffer that only grows. */
-typedef struct moep__dbuf {
-    void *p;
-    size_t cap;
-} moep__dbuf_t;
-
 struct moep__gpu_handle {
     bool ready; /* a fresh dispatch completed: the layout below is valid */
-    moep__dbuf_t flags, trs, expert_count;
-    moep__dbuf_t send_hdr, recv_hdr;
-    moep__dbuf_t send_x, send_meta, recv_x, recv_meta;
-    moep__dbuf_t local_idx, weight, src, slot_row, row_src, expert_x;
-    moep__dbuf_t recv_offset, expert_offset;
-    moep__dbuf_t partial_send, partial_recv;
-    moep__dbuf_t recv_pad; /* one-round dispatch: peer blocks of cap rows */
-    moep__dbuf_t rows_scratch; /* moep__cuda_expert_rows' counting sort */
-    moep__dbuf_t count_scratch; /* moep__cuda_layout_count's (its first word zeroed when new) */
+    moep__cuda_buf_t flags, trs, expert_count;
+    moep__cuda_buf_t send_hdr, recv_hdr;
+    moep__cuda_buf_t send_x, send_meta, recv_x, recv_meta;
+    moep__cuda_buf_t local_idx, weight, src, slot_row, row_src, expert_x;
+    moep__cuda_buf_t recv_offset, expert_offset;
+    moep__cuda_buf_t partial_send, partial_recv;
+    moep__cuda_buf_t recv_pad; /* one-round dispatch: peer blocks of cap rows */
+    moep__cuda_buf_t rows_scratch; /* moep__cuda_expert_rows' counting sort */
+    moep__cuda_buf_t count_scratch; /* moep__cuda_layout_count's (its first word zeroed when new) */
     /* pinned host staging: received headers, our rank counts, bad, offsets */
     void *host;
     size_t host_cap;
@@ -89,9 +83,9 @@ struct moep__gpu_handle {
 
 /* A CUDA failure as MOEP_ERR_CUDA naming the call; OK for cudaSuccess. */
 moep_status_t moep__cuda_check(moep_comm_t *c, const char *fn, int err, const char *what);
-/* Grow b to `need` bytes (cudaMalloc; the old contents are dropped). */
-moep_status_t moep__dbuf_reserve(moep_comm_t *c, const char *fn, moep__dbuf_t *b, size_t need);
-void moep__dbuf_free(moep__dbuf_t *b);
+/* Grow b to `need` bytes on the comm's stream (moep__cuda_buf_grow: stream-
+ * ordered; the old contents are dropped). Freed with moep__cuda_buf_free. */
+moep_status_t moep__dbuf_reserve(moep_comm_t *c, const char *fn, moep__cuda_buf_t *b, size_t need);
 /* Wait for `ev`, polling the transport's async errors, until the comm's
  * deadline: then the transport is aborted and MOEP_ERR_TIMEOUT returned. */
 moep_status_t moep__gpu_wait_event(moep_comm_t *c, const char *fn, cudaEvent_t ev, const char *what);

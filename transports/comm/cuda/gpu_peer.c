@@ -52,15 +52,9 @@ static moep_status_t exchange(moep_comm_t *c, const char *fn, const void *mine, 
                               void *all) {
     moep__gpu_peer_t *pm = &c->gpu->peer;
     int32_t R = c->world_size;
-    size_t need = bytes * (size_t)(R + 1);
-    if (need > pm->scratch_cap) {
-        if (pm->scratch != NULL) cudaFree(pm->scratch);
-        pm->scratch = NULL;
-        pm->scratch_cap = 0;
-        MOEP_TRY(moep__cuda_check(c, fn, cudaMalloc(&pm->scratch, need), "cudaMalloc"));
-        pm->scratch_cap = need;
-    }
-    uint8_t *send = pm->scratch, *recv = send + bytes;
+    /* stream-ordered: the buffers' collective growth comes through here */
+    MOEP_TRY(moep__dbuf_reserve(c, fn, &pm->scratch, bytes * (size_t)(R + 1)));
+    uint8_t *send = pm->scratch.p, *recv = send + bytes;
     cudaStream_t s = (cudaStream_t)c->gpu->stream;
     int64_t *v = c->gpu->row_tmp; /* [0, 4R): one row to and from every peer */
     for (int32_t r = 0; r < R; r++) {
@@ -136,6 +130,8 @@ moep_status_t moep__gpu_peer_init(moep_comm_t *c) {
     mine.host = host_identity();
     mine.can = R <= MOEP_CUDA_PEER_MAX && moep__env_long("MOEP_GPU_PEER", 1) != 0;
     size_t area_bytes = (size_t)MOEP__PEER_KINDS * R * sizeof(uint64_t);
+    /* exported (cudaIpcGetMemHandle takes cudaMalloc memory only), once, at
+     * creation */
     if (mine.can && cudaMalloc((void **)&pm->area, area_bytes) != cudaSuccess) mine.can = 0;
     if (mine.can && (cudaMemset(pm->area, 0, area_bytes) != cudaSuccess ||
                      cudaIpcGetMemHandle(&mine.area, pm->area) != cudaSuccess))
@@ -166,7 +162,7 @@ void moep__gpu_peer_free(moep_comm_t *c) {
     close_mapped(c, (void **)pm->areas);
     if (pm->buf != NULL) cudaFree(pm->buf);
     if (pm->area != NULL) cudaFree(pm->area);
-    if (pm->scratch != NULL) cudaFree(pm->scratch);
+    moep__cuda_buf_free(&pm->scratch);
     if (pm->error_host != NULL) cudaFreeHost(pm->error_host);
     if (pm->ready != NULL) cudaEventDestroy(pm->ready);
     memset(pm, 0, sizeof *pm);
@@ -182,6 +178,10 @@ moep_status_t moep__gpu_peer_reserve(moep_comm_t *c, const char *fn, size_t need
     } mine, *all = moep__calloc(fn, (size_t)c->world_size, sizeof mine);
     if (all == NULL) return MOEP_ERR_NO_MEMORY;
     memset(&mine, 0, sizeof mine);
+    /* plain cudaMalloc / cudaFree, not moep__cuda_buf_grow: cudaIpcGetMemHandle
+     * exports cudaMalloc memory only, not the stream-ordered pool's. The old
+     * buffer is freed after the exchange below, when every rank (so every
+     * transfer into it) is known to be past its last use. */
     void *fresh = NULL;
     mine.ok = cudaMalloc(&fresh, bytes) == cudaSuccess && cudaIpcGetMemHandle(&mine.h, fresh) == cudaSuccess;
     cudaGetLastError();
