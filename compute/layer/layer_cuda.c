@@ -12,21 +12,10 @@ moep_status_t moep__layer_cuda_check(const char *fn, cudaError_t e, const char *
                       "%s: %s: %s", fn, what, cudaGetErrorString(e));
 }
 
-moep_status_t moep__layer_dbuf_reserve(const char *fn, moep__layer_dbuf_t *b, size_t need) {
-    if (need <= b->cap && b->p != NULL) return MOEP_OK;
-    size_t grown = need + need / 4 + 256;
-    void *p = NULL;
-    MOEP_TRY(moep__layer_cuda_check(fn, cudaMalloc(&p, grown), "cudaMalloc"));
-    if (b->p != NULL) cudaFree(b->p);
-    b->p = p;
-    b->cap = grown;
-    return MOEP_OK;
-}
-
-static void dbuf_free(moep__layer_dbuf_t *b) {
-    if (b->p != NULL) cudaFree(b->p);
-    b->p = NULL;
-    b->cap = 0;
+moep_status_t moep__layer_dbuf_reserve(const char *fn, moep__cuda_buf_t *b, size_t need,
+                                       moep_stream_t s) {
+    return moep__layer_cuda_check(fn, moep__cuda_buf_grow(b, need, (cudaStream_t)s),
+                                  "device buffer allocation");
 }
 
 moep_status_t moep__layer_cuda_init(moep_layer_t *l) {
@@ -41,6 +30,9 @@ moep_status_t moep__layer_cuda_init(moep_layer_t *l) {
     l->gpu = g;
     g->device = moep_comm_device_cuda(l->comm);
     MOEP_TRY(moep__layer_cuda_check(fn, cudaSetDevice(g->device), "cudaSetDevice"));
+    /* The gate: plain cudaMalloc, once, at creation (before any forward of
+     * this layer), and valid on every stream, which the synchronous copy of
+     * moep_layer_set_gate needs. */
     size_t gate_bytes = (size_t)l->cfg.router.num_experts * l->cfg.hidden * sizeof(float);
     MOEP_TRY(moep__layer_cuda_check(fn, cudaMalloc((void **)&g->gate, gate_bytes), "cudaMalloc"));
     MOEP_TRY(moep__layer_cuda_check(fn, cudaMemset(g->gate, 0, gate_bytes), "cudaMemset"));
@@ -53,11 +45,10 @@ void moep__layer_cuda_free(moep_layer_t *l) {
     struct moep__layer_gpu *g = l->gpu;
     if (g == NULL) return;
     cudaSetDevice(g->device);
-    cudaFree(g->gate);
-    moep__layer_dbuf_t *all[] = {&g->logits,   &g->router_part, &g->topk_idx, &g->topk_w,
-                                 &g->first_nan, &g->expert_y,    &g->offsets,
-                                 &g->ffn_ws};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) dbuf_free(all[i]);
+    cudaFree(g->gate); /* end of life, like moep__cuda_buf_free */
+    moep__cuda_buf_t *all[] = {&g->logits,    &g->router_part, &g->topk_idx, &g->topk_w,
+                               &g->first_nan, &g->expert_y,    &g->offsets,  &g->ffn_ws};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) moep__cuda_buf_free(all[i]);
     if (g->offsets_host != NULL) cudaFreeHost(g->offsets_host);
     free(g->idx_host);
     for (int i = 0; i < MOEP__LAYER_EVENTS; i++)

@@ -7,27 +7,22 @@
 
 #include <cuda_runtime.h>
 
+#include "cuda_buf.h"
 #include "layer_internal.h"
-
-/* A device buffer that only grows. */
-typedef struct moep__layer_dbuf {
-    void *p;
-    size_t cap;
-} moep__layer_dbuf_t;
 
 enum { MOEP__LAYER_EVENTS = 6 }; /* start, routed, dispatched, experts, shared, combined */
 
 struct moep__layer_gpu {
     int32_t device;
     float *gate;                      /* [E, H] device */
-    moep__layer_dbuf_t logits;        /* [T, E] f32 */
-    moep__layer_dbuf_t router_part;   /* split-K partial logits of the router GEMM */
-    moep__layer_dbuf_t topk_idx;      /* [T, k] i32 */
-    moep__layer_dbuf_t topk_w;        /* [T, k] f32 */
-    moep__layer_dbuf_t first_nan;     /* one i64: moep_route_cuda_async's NaN report */
-    moep__layer_dbuf_t expert_y;      /* [rows, H] bf16 */
-    moep__layer_dbuf_t offsets;       /* [L+1] routed expert offsets, then [2] shared {0, T} */
-    moep__layer_dbuf_t ffn_ws;        /* the expert FFNs' workspace (routed, then shared: in
+    moep__cuda_buf_t logits;          /* [T, E] f32 */
+    moep__cuda_buf_t router_part;     /* split-K partial logits of the router GEMM */
+    moep__cuda_buf_t topk_idx;        /* [T, k] i32 */
+    moep__cuda_buf_t topk_w;          /* [T, k] f32 */
+    moep__cuda_buf_t first_nan;       /* one i64: moep_route_cuda_async's NaN report */
+    moep__cuda_buf_t expert_y;        /* [rows, H] bf16 */
+    moep__cuda_buf_t offsets;         /* [L+1] routed expert offsets, then [2] shared {0, T} */
+    moep__cuda_buf_t ffn_ws;          /* the expert FFNs' workspace (routed, then shared: in
                                        * stream order, so one serves both) */
     int64_t *offsets_host;            /* pinned staging of the above */
     size_t offsets_host_cap;          /* in int64 */
@@ -50,7 +45,10 @@ moep_status_t moep__layer_cuda_forward(moep_layer_t *l, const moep_tensor_t *x,
 
 /* CUDA failure as MOEP_ERR_CUDA (MOEP_ERR_NO_MEMORY for an allocation). */
 moep_status_t moep__layer_cuda_check(const char *fn, cudaError_t e, const char *what);
-/* Grow b to `need` bytes (contents dropped). */
-moep_status_t moep__layer_dbuf_reserve(const char *fn, moep__layer_dbuf_t *b, size_t need);
+/* Grow b to `need` bytes on the forward's stream s (moep__cuda_buf_grow:
+ * stream-ordered, as a collective of an earlier forward may be stuck on a
+ * dead peer; contents dropped). */
+moep_status_t moep__layer_dbuf_reserve(const char *fn, moep__cuda_buf_t *b, size_t need,
+                                       moep_stream_t s);
 
 #endif

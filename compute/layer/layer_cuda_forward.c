@@ -61,15 +61,15 @@ static moep_status_t route(moep_layer_t *l, const moep_tensor_t *x, const moep_t
     struct moep__layer_gpu *g = l->gpu;
     int64_t T = x->shape[0];
     int32_t E = l->cfg.router.num_experts, k = l->cfg.router.top_k;
-    MOEP_TRY(moep__layer_dbuf_reserve(FN, &g->topk_idx, (size_t)T * k * sizeof(int32_t)));
-    MOEP_TRY(moep__layer_dbuf_reserve(FN, &g->topk_w, (size_t)T * k * sizeof(float)));
+    MOEP_TRY(moep__layer_dbuf_reserve(FN, &g->topk_idx, (size_t)T * k * sizeof(int32_t), s));
+    MOEP_TRY(moep__layer_dbuf_reserve(FN, &g->topk_w, (size_t)T * k * sizeof(float), s));
     moep_router_config_t rc = l->cfg.router;
     rc.expert_bias = l->bias; /* host array: moep_route_cuda copies it */
     moep_tensor_t scores = dev_view(g, NULL, MOEP_DTYPE_F32, T, E);
     if (rc.kind != MOEP_ROUTE_HASH) {
-        MOEP_TRY(moep__layer_dbuf_reserve(FN, &g->logits, (size_t)T * E * sizeof(float)));
+        MOEP_TRY(moep__layer_dbuf_reserve(FN, &g->logits, (size_t)T * E * sizeof(float), s));
         size_t parts = moep__cuda_router_partials(T, l->cfg.hidden, E);
-        if (parts > 0) MOEP_TRY(moep__layer_dbuf_reserve(FN, &g->router_part, parts * sizeof(float)));
+        if (parts > 0) MOEP_TRY(moep__layer_dbuf_reserve(FN, &g->router_part, parts * sizeof(float), s));
         scores.data = g->logits.p;
         MOEP_TRY(moep__layer_cuda_check(
             FN, (cudaError_t)moep__cuda_router_logits(x->data, 1, T, l->cfg.hidden, g->gate, E,
@@ -80,7 +80,7 @@ static moep_status_t route(moep_layer_t *l, const moep_tensor_t *x, const moep_t
     moep_tensor_t idx = dev_view(g, g->topk_idx.p, MOEP_DTYPE_I32, T, k);
     moep_tensor_t w = dev_view(g, g->topk_w.p, MOEP_DTYPE_F32, T, k);
     l->last_tokens = T;
-    MOEP_TRY(moep__layer_dbuf_reserve(FN, &g->first_nan, sizeof(int64_t)));
+    MOEP_TRY(moep__layer_dbuf_reserve(FN, &g->first_nan, sizeof(int64_t), s));
     /* No host wait: a NaN row gets out-of-range ids, which the dispatch
      * refuses on every rank (see nan_verdict). */
     return moep_route_cuda_async(&rc, rc.kind == MOEP_ROUTE_HASH ? NULL : &scores, token_ids, &idx,
@@ -116,7 +116,7 @@ static moep_status_t upload_offsets(moep_layer_t *l, const moep_dispatch_result_
                                         "cudaMallocHost"));
         g->offsets_host_cap = n;
     }
-    MOEP_TRY(moep__layer_dbuf_reserve(FN, &g->offsets, n * 8));
+    MOEP_TRY(moep__layer_dbuf_reserve(FN, &g->offsets, n * 8, s));
     memcpy(g->offsets_host, res->expert_offset, (n - 2) * 8);
     g->offsets_host[n - 2] = 0;
     g->offsets_host[n - 1] = T;
@@ -129,7 +129,7 @@ static moep_status_t experts(moep_layer_t *l, const moep_tensor_t *x, const moep
                              moep_tensor_t *ey, moep_tensor_t *y, moep_stream_t s) {
     struct moep__layer_gpu *g = l->gpu;
     int64_t T = x->shape[0], rows = res->num_expert_rows;
-    MOEP_TRY(moep__layer_dbuf_reserve(FN, &g->expert_y, (size_t)rows * l->cfg.hidden * 2));
+    MOEP_TRY(moep__layer_dbuf_reserve(FN, &g->expert_y, (size_t)rows * l->cfg.hidden * 2, s));
     *ey = dev_view(g, g->expert_y.p, MOEP_DTYPE_BF16, rows, l->cfg.hidden);
     MOEP_TRY(upload_offsets(l, res, T, s));
     /* one workspace kept by the layer: a per-call stream-ordered allocation
@@ -138,7 +138,7 @@ static moep_status_t experts(moep_layer_t *l, const moep_tensor_t *x, const moep
     if (rows > 0) MOEP_TRY(moep_expert_ffn_cuda_workspace_size(&l->experts, &res->expert_x, 0, &routed_ws));
     if (l->have_shared && T > 0) MOEP_TRY(moep_expert_ffn_cuda_workspace_size(&l->shared, x, 0, &shared_ws));
     size_t ws_bytes = routed_ws > shared_ws ? routed_ws : shared_ws;
-    MOEP_TRY(moep__layer_dbuf_reserve(FN, &g->ffn_ws, ws_bytes));
+    MOEP_TRY(moep__layer_dbuf_reserve(FN, &g->ffn_ws, ws_bytes, s));
     const int64_t *off = g->offsets.p;
     if (rows > 0)
         MOEP_TRY(moep_expert_ffn_cuda_ws(&l->experts, &res->expert_x, NULL, off, ey, g->ffn_ws.p, ws_bytes, s));
