@@ -76,6 +76,32 @@ static void dev_tokens_free(dev_tokens_t *d) {
     d->dx = d->didx = d->dw = NULL;
 }
 
+/* A combine's device tensors on GPU `rank`: expert_y (num_expert_rows rows
+ * of r, uploaded from ey, or left unset when ey is NULL) and out (T rows),
+ * as combine parameters (cp points at eyt / out). */
+typedef struct {
+    void *dy, *dout;
+    moep_tensor_t eyt, out;
+    moep_combine_params_t cp;
+} dev_combine_t;
+
+static void dev_combine_setup(const ep_spec_t *s, const moep_dispatch_result_t *r, int64_t T,
+                              const void *ey, int rank, dev_combine_t *d) {
+    size_t es = s->dtype == MOEP_DTYPE_BF16 ? 2 : 4;
+    d->dy = dcopy(ey, (size_t)r->num_expert_rows * s->hidden * es);
+    d->dout = dcopy(NULL, (size_t)T * s->hidden * es);
+    d->eyt = dev2d(d->dy, s->dtype, r->num_expert_rows, s->hidden, rank);
+    d->out = dev2d(d->dout, s->dtype, T, s->hidden, rank);
+    moep_combine_params_init(&d->cp);
+    d->cp.expert_y = &d->eyt;
+    d->cp.out = &d->out;
+}
+
+static void dev_combine_free(dev_combine_t *d) {
+    cudaFree(d->dy), cudaFree(d->dout);
+    d->dy = d->dout = NULL;
+}
+
 /* The device result copied to the host, in the CPU result's shape. */
 static void to_host(const moep_dispatch_result_t *d, const ep_spec_t *s, moep_dispatch_result_t *h) {
     size_t es = s->dtype == MOEP_DTYPE_BF16 ? 2 : 4, n = (size_t)d->num_recv, k = (size_t)s->top_k;
@@ -147,7 +173,8 @@ static int gpu_rank(const harness_config_t *cfg, const moep_bootstrap_t *bs, voi
     moep_handle_t *h = NULL;
     ep_tokens_t t = {0};
     dev_tokens_t d = {0};
-    void *dy = NULL, *dout = NULL, *ey = NULL, *out = NULL;
+    dev_combine_t dc = {0};
+    void *ey = NULL, *out = NULL;
     moep_dispatch_result_t hr = {0};
     size_t es = s->dtype == MOEP_DTYPE_BF16 ? 2 : 4;
     moep_status_t st = gpu_comm_create(bs, s, 60000, &comm);
@@ -179,19 +206,12 @@ static int gpu_rank(const harness_config_t *cfg, const moep_bootstrap_t *bs, voi
         free(ey);
         ey = calloc((size_t)r.num_expert_rows * s->hidden + 1, es);
         ep_expert_apply(s, &hr, moep_comm_local_experts(comm), ey);
-        cudaFree(dy), cudaFree(dout);
-        dy = dcopy(ey, (size_t)r.num_expert_rows * s->hidden * es);
-        dout = dcopy(NULL, (size_t)t.T * s->hidden * es);
-        moep_tensor_t eyt = dev2d(dy, s->dtype, r.num_expert_rows, s->hidden, rank);
-        moep_tensor_t ot = dev2d(dout, s->dtype, t.T, s->hidden, rank);
-        moep_combine_params_t cbp;
-        moep_combine_params_init(&cbp);
-        cbp.expert_y = &eyt;
-        cbp.out = &ot;
-        st = moep_combine(comm, &cbp, h);
+        dev_combine_free(&dc);
+        dev_combine_setup(s, &r, t.T, ey, rank, &dc);
+        st = moep_combine(comm, &dc.cp, h);
         if (st != MOEP_OK) RANK_FAIL("combine v%d: %s %s", version, moep_status_name(st), moep_last_error());
         free(out);
-        out = hcopy(dout, (size_t)t.T * s->hidden * es);
+        out = hcopy(dc.dout, (size_t)t.T * s->hidden * es);
         if (ep_check_combine(s, rank, version, out, err, len)) { rc = 1; goto out; }
     }
 out:
@@ -200,7 +220,7 @@ out:
     free(ey);
     free(out);
     dev_tokens_free(&d);
-    cudaFree(dy), cudaFree(dout);
+    dev_combine_free(&dc);
     moep_handle_destroy(h);
     moep_comm_destroy(comm);
     return rc;
@@ -274,7 +294,7 @@ static int stalled_peer_rank(const harness_config_t *cfg, const moep_bootstrap_t
     moep_handle_t *h = NULL;
     ep_tokens_t t = {0};
     dev_tokens_t d = {0};
-    void *dy = NULL, *dout = NULL;
+    dev_combine_t dc = {0};
     moep_status_t st = gpu_comm_create(bs, s, 2000, &comm);
     if (st != MOEP_OK) RANK_FAIL("comm: %s %s", moep_status_name(st), moep_last_error());
     ep_tokens_make(s, rank, 0, &t);
@@ -282,16 +302,8 @@ static int stalled_peer_rank(const harness_config_t *cfg, const moep_bootstrap_t
     moep_dispatch_result_t r;
     st = moep_dispatch(comm, &d.dp, &h, &r);
     if (st != MOEP_OK) RANK_FAIL("dispatch: %s %s", moep_status_name(st), moep_last_error());
-    size_t es = s->dtype == MOEP_DTYPE_BF16 ? 2 : 4;
-    dy = dcopy(NULL, (size_t)r.num_expert_rows * s->hidden * es);
-    dout = dcopy(NULL, (size_t)t.T * s->hidden * es);
-    moep_tensor_t eyt = dev2d(dy, s->dtype, r.num_expert_rows, s->hidden, rank);
-    moep_tensor_t ot = dev2d(dout, s->dtype, t.T, s->hidden, rank);
-    moep_combine_params_t cbp;
-    moep_combine_params_init(&cbp);
-    cbp.expert_y = &eyt;
-    cbp.out = &ot;
-    st = moep_combine(comm, &cbp, h);
+    dev_combine_setup(s, &r, t.T, NULL, rank, &dc);
+    st = moep_combine(comm, &dc.cp, h);
     if (st == MOEP_OK && cudaDeviceSynchronize() != cudaSuccess) st = MOEP_ERR_CUDA;
     if (st != MOEP_OK) RANK_FAIL("first combine: %s %s", moep_status_name(st), moep_last_error());
     if (rank == 1) {
@@ -299,7 +311,7 @@ static int stalled_peer_rank(const harness_config_t *cfg, const moep_bootstrap_t
         goto out;
     }
     double t0 = now_ms();
-    st = moep_combine(comm, &cbp, h);
+    st = moep_combine(comm, &dc.cp, h);
     fprintf(stderr, "stalled peer: rank 0 combine -> %s after %.0f ms\n", moep_status_name(st),
             now_ms() - t0);
     if (st == MOEP_OK) st = moep_dispatch(comm, &d.dp, &h, &r);
@@ -312,7 +324,7 @@ out:
     fprintf(stderr, "stalled peer: rank %d cleaning up at %.0f ms\n", (int)rank, now_ms());
     ep_tokens_free(&t);
     dev_tokens_free(&d);
-    cudaFree(dy), cudaFree(dout);
+    dev_combine_free(&dc);
     moep_handle_destroy(h);
     moep_comm_destroy(comm);
     fprintf(stderr, "stalled peer: rank %d done at %.0f ms\n", (int)rank, now_ms());
