@@ -8,6 +8,8 @@
  *   gpu_ffn_bench [iters] [decode|prefill]   (only that part)
  * MOEP_BENCH_ORDER=1: prefill also times the pool path again after the
  * caller-workspace path, and the workspace path once more (order effects).
+ * MOEP_BENCH_FMT=mxfp4|nvfp4|fp8_e4m3 and MOEP_BENCH_T=1|16|64 keep one decode
+ * format / token count (short runs under a profiler).
  */
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -186,7 +188,9 @@ int main(int argc, char **argv) {
     /* decode */
     const moep_weight_format_t fmts[3] = {MOEP_WEIGHTS_MXFP4, MOEP_WEIGHTS_NVFP4, MOEP_WEIGHTS_FP8_E4M3};
     const int toks[3] = {1, 16, 64};
+    const char *only_fmt = getenv("MOEP_BENCH_FMT"), *only_t = getenv("MOEP_BENCH_T");
     for (int fi = 0; fi < 3; ++fi) {
+        if (only_fmt && strcmp(only_fmt, moep_weight_format_name(fmts[fi])) != 0) continue;
         size_t wb;
         moep_expert_weights_t w = make_weights(fmts[fi], E, H, I, &wb);
         const int64_t MT = 64;
@@ -202,6 +206,7 @@ int main(int argc, char **argv) {
         must(moep_expert_ffn_cuda_workspace_size(&w, &tx, 1, &wsb), "workspace size");
         void *ws = dalloc(wsb);
         for (int ti = 0; ti < 3; ++ti) {
+            if (only_t && atoi(only_t) != toks[ti]) continue;
             std::vector<int64_t> cnt(E, toks[ti]);
             CK(cudaMemcpy(dcnt, cnt.data(), E * 8, cudaMemcpyHostToDevice));
             double ms = median_ms([&] { must(moep_expert_ffn_masked_cuda(&w, &tx, NULL, dcnt, &ty, NULL), "ffn"); }, iters);

@@ -48,7 +48,7 @@ int moep__fp8_ffn(const moep_expert_weights_t *w, const uint8_t *xq, const float
 
 /*
  * FP4 path: x bf16 (xs == NULL) or FP8 + xs; y bf16. ws: device workspace of
- * moep__fp4_workspace(w, n) bytes (f16 h [N, I] + f32 gate/up partial sums).
+ * moep__fp4_workspace(w, n) bytes (f16 h [N, I]).
  */
 size_t moep__fp4_workspace(const moep_expert_weights_t *w, int64_t n);
 cudaError_t moep__fp4_ffn(const moep_expert_weights_t *w, const void *x, const float *xs, int64_t n,

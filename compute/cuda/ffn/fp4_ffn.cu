@@ -1,25 +1,23 @@
 /*
  * FP4-weight expert FFN (MXFP4 / NVFP4), made for decode: weight-byte bound.
  *
- * Three kernels (plus the tile map):
- *  1. gate/up: a GEMV over the 2I "virtual" rows (W1 rows, then W3 rows),
- *     optionally split over K (MOEP__F4_SPLITS; 1 was fastest on an H200).
- *     Grid (row blocks of 128, K splits, tiles); CTA = 8 warps, each
- *     warp owns 16 rows of one matrix and the CTA's K slice. Per 128-wide K
- *     segment a lane loads 16 packed bytes (32 codes, one MX block / two NV
- *     blocks) of rows g and g+8 (ld.global.nc, L1::no_allocate), decodes them
- *     to f16 by bit placement times the block scale (exact, fp4_decode.cuh) and feeds
- *     mma.m16n8k16 (weights = A, tokens = B, f32 accumulate). Loads run
- *     MOEP__F4_PF segments ahead in registers; the first ones are issued
- *     before x is staged. The K order inside a segment is permuted
- *     identically for weights and activations; x of the slice is staged
- *     once in shared memory (f16, in that order; only T > 16 needs more than
- *     one chunk). Partial sums go to an f32 workspace P [S][N][2I] (plain
- *     stores; deterministic).
- *  2. finish: h = f16(silu(sum_s g_s * gs1) * (sum_s u_s * gs3)) [N, I].
- *  3. down: the same GEMV kernel on W2 with x = h, one K split, bf16 y;
- *     launched with programmatic dependent launch so its first weight loads
- *     overlap the finish kernel (griddepcontrol.wait before reading h).
+ * Two kernels (after the tile map), one GEMV-style body:
+ *  1. gate/up: a warp owns 8 rows i of I and takes W1's rows i as mma rows
+ *     0-7 and W3's as rows 8-15, over all of K. CTA = 8 warps (64 rows of I).
+ *     Per 128-wide K segment a lane loads 16 packed bytes (32 codes, one MX
+ *     block / two NV blocks) of its two rows (ld.global.nc, L1::no_allocate),
+ *     decodes them to f16 by bit placement times the block scale (exact,
+ *     fp4_decode.cuh) and feeds mma.m16n8k16 (weights = A, tokens = B, f32
+ *     accumulate). Loads run 2-3 segments ahead in registers. The K
+ *     order inside a segment is permuted identically for weights and
+ *     activations; x is staged in shared memory (f16, in that order) in
+ *     chunks of up to 64 KB. Each thread ends holding the gate and the up sum
+ *     of its (i, token) pairs and writes h = f16(silu(gate) * up) [N, I]:
+ *     SwiGLU is fused, only the f16 h goes through memory.
+ *  2. down: the same body on W2 (a warp owns 16 rows of H) with x = h, bf16
+ *     y; launched with programmatic dependent launch so that its CTAs start
+ *     and issue their first weight loads while gate/up drains
+ *     (griddepcontrol.wait before reading h).
  * Accumulator registers are sized by the tile's token count (1, 2, 4 or 8
  * n-tiles of 8 tokens), chosen per CTA at run time.
  */
@@ -35,14 +33,25 @@
 #define MOEP__F4_WARPS 8
 #define MOEP__F4_THREADS (32 * MOEP__F4_WARPS)
 #define MOEP__F4_ROWS (16 * MOEP__F4_WARPS)
-#ifndef MOEP__F4_PF
-#define MOEP__F4_PF 3 /* segments of weights in flight per warp */
+/* Segments of weights in flight per warp, and whether a segment's refill is
+ * issued before its compute (a register copy) or after its last read. Chosen
+ * per format on an H200 (2026-11-23, decode T = 1 / 16, alternated builds):
+ * MXFP4 early with 3 ahead was 5-10% faster than late, NVFP4 late with 2
+ * ahead 4-7% faster than the other combinations. */
+#ifndef MOEP__F4_PF_MX
+#define MOEP__F4_PF_MX 3
+#endif
+#ifndef MOEP__F4_EARLY_MX
+#define MOEP__F4_EARLY_MX 1
+#endif
+#ifndef MOEP__F4_PF_NV
+#define MOEP__F4_PF_NV 2
+#endif
+#ifndef MOEP__F4_EARLY_NV
+#define MOEP__F4_EARLY_NV 0
 #endif
 #ifndef MOEP__F4_XS_BYTES
 #define MOEP__F4_XS_BYTES 65536 /* shared memory for staged x */
-#endif
-#ifndef MOEP__F4_SPLITS
-#define MOEP__F4_SPLITS 1 /* K splits of the gate/up GEMV (H200: 1 < 2 < 3 < 4 < 8 in time) */
 #endif
 #ifndef MOEP__F4_MINB
 #define MOEP__F4_MINB 2 /* CTAs per SM the register budget is made for */
@@ -53,7 +62,6 @@
 #ifndef MOEP__F4_PDL
 #define MOEP__F4_PDL 1
 #endif
-#define MOEP__F4_P_MAX_BYTES ((size_t)512 << 20) /* above: no K split */
 
 enum { MOEP__X_BF16 = 0, MOEP__X_FP8 = 1, MOEP__X_F16 = 2 };
 
@@ -63,10 +71,8 @@ typedef struct moep__fp4_args {
     const float *xs;  /* FP8 x: [N, ceil(K/128)] */
     const uint8_t *wd[2], *ws[2];
     const float *wg[2]; /* NVFP4 global scales [E] */
-    void *out;          /* gate/up: f32 P [S][N][2 rows]; down: bf16 [N, rows] */
-    int64_t n;          /* N */
+    void *out;          /* gate/up: f16 h [N, rows]; down: bf16 y [N, rows] */
     int32_t K, rows;    /* rows per matrix */
-    int32_t ks;         /* K channels per split, multiple of 128 */
 } moep__fp4_args_t;
 
 __device__ __forceinline__ float moep__silu4(float g) { return g / (1.0f + expf(-g)); }
@@ -141,33 +147,45 @@ __device__ __forceinline__ uint4 moep__xconv(const moep__xraw<XIN> &r) {
  * Stage channels k .. k + nch (rounded up to 128, zeros past k_end) of the
  * tile's T tokens, f16, permuted: uint2 xsm[((seg * 8 + step) * Tp + n) * 4 + q]
  * holds the B fragment of lane (token n, q) for mma step `step` of segment seg.
+ * Every thread takes items (token n, group G of 8 channels), G fastest so that
+ * neighbouring threads read neighbouring bytes, and keeps MOEP__F4_XB loads in
+ * flight: the warps wait here for ceil(items / (threads * XB)) L2 round trips
+ * (for T = 64 and a 512-channel chunk: 4, where one thread per group walking
+ * the tokens took 16).
  */
+#ifndef MOEP__F4_XB
+#define MOEP__F4_XB 4 /* x loads in flight per thread while staging (8 spilled, and was slower at T = 64) */
+#endif
 template <int XIN>
 __device__ void moep__stage_x(const moep__fp4_args_t &a, int64_t row0, int T, int Tp, int32_t k,
                               int32_t nch, int32_t k_end, uint2 *xsm) {
+    constexpr int XB = MOEP__F4_XB;
     const int ng = ((nch + 127) >> 7) * 16; /* groups of 8 channels */
-    for (int G = threadIdx.x; G < ng; G += MOEP__F4_THREADS) {
-        const int32_t e = k + 8 * G;
-        const int segl = G >> 4, q = (G >> 2) & 3, j = G & 3;
-        uint2 *dst = xsm + (segl * 8 + 2 * j) * Tp * 4 + q;
-        for (int n0 = 0; n0 < T; n0 += 4) {
-            moep__xraw<XIN> r[4];
+    const int items = ng * T;
+    for (int base = threadIdx.x; base < items; base += XB * MOEP__F4_THREADS) {
+        moep__xraw<XIN> r[XB];
 #pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                if (n0 + i < T && e < k_end) {
-                    moep__xload<XIN>(a, row0 + n0 + i, e, r[i]);
-                } else {
-                    r[i].b = make_uint4(0, 0, 0, 0);
-                    r[i].s = 0.f;
-                }
+        for (int i = 0; i < XB; ++i) {
+            const int it = base + i * MOEP__F4_THREADS;
+            const int n = it / ng, G = it - n * ng;
+            const int32_t e = k + 8 * G;
+            if (it < items && e < k_end) {
+                moep__xload<XIN>(a, row0 + n, e, r[i]);
+            } else {
+                r[i].b = make_uint4(0, 0, 0, 0);
+                r[i].s = 0.f;
             }
+        }
 #pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                if (n0 + i < T) {
-                    const uint4 c = moep__xconv<XIN>(r[i]);
-                    dst[(n0 + i) * 4] = make_uint2(c.x, c.y);
-                    dst[(Tp + n0 + i) * 4] = make_uint2(c.z, c.w);
-                }
+        for (int i = 0; i < XB; ++i) {
+            const int it = base + i * MOEP__F4_THREADS;
+            if (it < items) {
+                const int n = it / ng, G = it - n * ng;
+                const int segl = G >> 4, q = (G >> 2) & 3, j = G & 3;
+                uint2 *dst = xsm + (segl * 8 + 2 * j) * Tp * 4 + q + n * 4;
+                const uint4 c = moep__xconv<XIN>(r[i]);
+                dst[0] = make_uint2(c.x, c.y);
+                dst[Tp * 4] = make_uint2(c.z, c.w);
             }
         }
     }
@@ -176,45 +194,55 @@ __device__ void moep__stage_x(const moep__fp4_args_t &a, int64_t row0, int T, in
 template <bool GATEUP, bool NV, int XIN, int NT>
 __device__ __forceinline__ void moep__fp4_body(const moep__fp4_args_t &a,
                                                const moep__ffn_tile_t &tile, int T, uint2 *xsm) {
-    constexpr int PF = MOEP__F4_PF;
+    constexpr int PF = NV ? MOEP__F4_PF_NV : MOEP__F4_PF_MX;
+    constexpr bool EARLY = NV ? MOEP__F4_EARLY_NV : MOEP__F4_EARLY_MX;
     const int e = tile.expert;
-    const int ntn = (T + 7) >> 3, Tp = ntn * 8;
+    /* n-tiles with tokens; the staged x keeps NT * 8 token slots so that every
+     * fragment address below is a compile-time offset */
+    const int ntn = (T + 7) >> 3;
+    constexpr int Tp = NT * 8;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
     const int K = a.K, rows = a.rows;
-    const int vrows = GATEUP ? 2 * rows : rows;
-    const int r0 = blockIdx.x * MOEP__F4_ROWS + warp * 16;
-    const bool wvalid = r0 < vrows;
-    const int r0c = wvalid ? r0 : vrows - 16;
-    const int m = GATEUP && r0c >= rows ? 1 : 0;
-    const int rr = r0c - m * rows;
-    const int32_t k0 = blockIdx.y * a.ks;
-    const int32_t k1 = min(K, k0 + a.ks);
-    const int nseg = (k1 - k0 + 127) >> 7;
+    /* gate/up: a warp owns 8 rows i of I; mma rows 0-7 are W1's and 8-15 W3's
+     * rows i, so one thread ends with both the gate and the up sum of its (i,
+     * token) and applies silu * mul itself. down: a warp owns 16 rows of W2. */
+    constexpr int WROWS = GATEUP ? 8 : 16;
+    const int r0 = blockIdx.x * (MOEP__F4_WARPS * WROWS) + warp * WROWS;
+    const bool wvalid = r0 < rows; /* rows is a multiple of 32: whole warps */
+    const int r0c = wvalid ? r0 : rows - WROWS;
+    const int32_t k0 = 0, k1 = K;
+    const int nseg = (K + 127) >> 7;
     const int64_t kb = K / 2, ksc = NV ? K / 16 : K / 32;
 
-    const int64_t grow = (int64_t)e * rows + rr + g;
-    const uint8_t *wp0 = (m ? a.wd[1] : a.wd[0]) + grow * kb + (k0 >> 1) + q * 16;
-    const uint8_t *wp1 = wp0 + 8 * kb;
-    const uint8_t *sp0 = (m ? a.ws[1] : a.ws[0]) + grow * ksc + (NV ? (k0 >> 4) + 2 * q : (k0 >> 5) + q);
-    const uint8_t *sp1 = sp0 + 8 * ksc;
-    const int32_t qlim = k1 - k0 - 32 * q; /* lane's chunk of segment s valid iff 128 s < qlim */
+    /* Lane q reads channels 32q .. 32q + 31 of every 128-channel segment; its
+     * chunk of segment s holds data iff 128 s < qlim (K is a multiple of 32). */
+    const int32_t qlim = k1 - k0 - 32 * q;
+    /* Every load is unconditional, from an address clamped to the lane's last
+     * segment with data (a lane with none reads lane 0's chunk): a conditional
+     * load made the compiler merge the loaded and the zero value into one
+     * register with moves. Past the data the weights are real (finite) ones
+     * and the staged x is zero, so those products add nothing. */
+    const int qp = qlim > 0 ? q : 0;
+    const int lastseg = qlim > 0 ? (qlim - 1) >> 7 : 0;
+    const int64_t grow0 = (int64_t)e * rows + r0c + g, grow1 = grow0 + (GATEUP ? 0 : 8);
+    const int32_t sq = NV ? (k0 >> 4) + 2 * qp : (k0 >> 5) + qp;
+    const uint8_t *wp0 = a.wd[0] + grow0 * kb + (k0 >> 1) + qp * 16;
+    const uint8_t *wp1 = a.wd[1] + grow1 * kb + (k0 >> 1) + qp * 16;
+    const uint8_t *sp0 = a.ws[0] + grow0 * ksc + sq;
+    const uint8_t *sp1 = a.ws[1] + grow1 * ksc + sq;
 
     uint4 wr[PF][2];
     uint32_t sr[PF][2];
     auto load = [&](int seg, uint4(&w)[2], uint32_t(&s)[2]) {
-        if (seg * 128 < qlim) {
-            w[0] = moep__ldw(wp0 + seg * 64);
-            w[1] = moep__ldw(wp1 + seg * 64);
-            if (NV) {
-                s[0] = __ldg((const uint16_t *)(sp0 + seg * 8));
-                s[1] = __ldg((const uint16_t *)(sp1 + seg * 8));
-            } else {
-                s[0] = __ldg(sp0 + seg * 4);
-                s[1] = __ldg(sp1 + seg * 4);
-            }
+        const int sc = min(seg, lastseg);
+        w[0] = moep__ldw(wp0 + sc * 64);
+        w[1] = moep__ldw(wp1 + sc * 64);
+        if (NV) {
+            s[0] = __ldg((const uint16_t *)(sp0 + sc * 8));
+            s[1] = __ldg((const uint16_t *)(sp1 + sc * 8));
         } else {
-            w[0] = w[1] = make_uint4(0, 0, 0, 0);
-            s[0] = s[1] = NV ? 0u : 127u;
+            s[0] = __ldg(sp0 + sc * 4);
+            s[1] = __ldg(sp1 + sc * 4);
         }
     };
 #pragma unroll
@@ -248,10 +276,12 @@ __device__ __forceinline__ void moep__fp4_body(const moep__fp4_args_t &a,
                 }
                 /* f16x2 block-scale factors for the codes decoded as value * 2^-14:
                  * NV: words 0-1 / 2-3 of a row use its two E4M3 scales (tl / th);
-                 * MX: one factor (tl) and, for x > 1, a second one (fx, else 1.0),
-                 * applied only when some lane of the warp needs it (a uniform
-                 * branch: predicated HMUL2 would cost issue slots every time). */
+                 * MX: 2^(x + 14) in one IMAD while every lane's x lies in
+                 * [-28, 1] (E8M0 99..128, the usual case); otherwise the warp
+                 * takes the general factor pair (moep__mx_factor), whose second
+                 * factor costs four more HMUL2 per word (a uniform branch). */
                 uint32_t tl[2], th[2], fx[2];
+                bool general = false;
 #pragma unroll
                 for (int h = 0; h < 2; ++h) {
                     if (NV) {
@@ -259,14 +289,23 @@ __device__ __forceinline__ void moep__fp4_body(const moep__fp4_args_t &a,
                             __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)sr[u][h], __NV_E4M3);
                         tl[h] = (uint32_t)s2.x | ((uint32_t)s2.x << 16);
                         th[h] = (uint32_t)s2.y | ((uint32_t)s2.y << 16);
-                        fx[h] = 0x3C003C00u; /* 1.0, unused */
                     } else {
+                        /* (e - 98) << 10 in both halves, modulo 2^32 */
+                        tl[h] = th[h] = sr[u][h] * 0x04000400u + 0x77FE7800u;
+                        general |= sr[u][h] - 99u > 29u;
+                    }
+                    fx[h] = 0x3C003C00u; /* 1.0 */
+                }
+                const bool slow = !NV && __any_sync(0xFFFFFFFFu, general); /* warp-uniform */
+                if (slow) {
+#pragma unroll
+                    for (int h = 0; h < 2; ++h) {
                         fx[h] = moep__mx_factor(sr[u][h], &tl[h]);
                         th[h] = tl[h];
                     }
                 }
                 const uint4 cur[2] = {wr[u][0], wr[u][1]};
-                load(seg + PF, wr[u], sr[u]);
+                if (EARLY) load(seg + PF, wr[u], sr[u]);
                 const uint2 *xb = xsm + (seg - cbase) * 8 * Tp * 4 + g * 4 + q;
                 auto segment = [&](auto two) {
 #pragma unroll
@@ -299,10 +338,11 @@ __device__ __forceinline__ void moep__fp4_body(const moep__fp4_args_t &a,
                         }
                     }
                 };
-                if (!NV && __any_sync(0xFFFFFFFFu, (fx[0] != 0x3C003C00u) | (fx[1] != 0x3C003C00u)))
+                if (slow)
                     segment(std::true_type());
                 else
                     segment(std::false_type());
+                if (!EARLY) load(seg + PF, wr[u], sr[u]); /* after cur's last read: no copy */
             }
         }
     }
@@ -316,15 +356,21 @@ __device__ __forceinline__ void moep__fp4_body(const moep__fp4_args_t &a,
      * bit-identical to the table decode on an H200. (Folding 2^14 into the
      * scale instead would overflow f16 for scales >= 4.) */
     const float post = NV ? 16384.f : 1.f;
+    /* accumulator i: token 2q + (i & 1), row g (i < 2) or mma row g + 8 */
     if (GATEUP) {
-        float *P = (float *)a.out + ((int64_t)blockIdx.y * a.n + tile.row_start) * vrows + r0;
+        /* h = f16(silu(gate * gs1) * (up * gs3)): the intermediate never
+         * leaves the thread in f32 */
+        const float gs1 = NV ? a.wg[0][e] : 1.f, gs3 = NV ? a.wg[1][e] : 1.f;
+        __half *h = (__half *)a.out + tile.row_start * rows + r0 + g;
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt) {
             if (nt >= ntn) continue;
 #pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                const int t = nt * 8 + 2 * q + (i & 1);
-                if (t < T) P[(int64_t)t * vrows + g + 8 * (i >> 1)] = __fmul_rn(acc[nt][i], post);
+            for (int i = 0; i < 2; ++i) {
+                const int t = nt * 8 + 2 * q + i;
+                const float gv = __fmul_rn(acc[nt][i], post) * gs1;
+                const float uv = __fmul_rn(acc[nt][2 + i], post) * gs3;
+                if (t < T) h[(int64_t)t * rows] = __float2half_rn(moep__silu4(gv) * uv);
             }
         }
     } else {
@@ -347,6 +393,11 @@ __device__ __forceinline__ void moep__fp4_body(const moep__fp4_args_t &a,
 template <bool GATEUP, bool NV, int XIN>
 __global__ void __launch_bounds__(MOEP__F4_THREADS, MOEP__F4_MINB)
     moep__fp4_kernel(const moep__fp4_args_t a) {
+#if MOEP__F4_PDL
+    /* let the down projection's CTAs start (and issue their first weight
+     * loads) as soon as SMs free up; they wait for h with griddepcontrol.wait */
+    if (GATEUP) asm volatile("griddepcontrol.launch_dependents;");
+#endif
     extern __shared__ uint2 xsm[];
     const moep__ffn_tile_t tile = a.tiles[blockIdx.z];
     if (tile.expert < 0) return;
@@ -362,42 +413,9 @@ __global__ void __launch_bounds__(MOEP__F4_THREADS, MOEP__F4_MINB)
         moep__fp4_body<GATEUP, NV, XIN, 8>(a, tile, T, xsm);
 }
 
-/* h[row, i] = f16(silu(sum_s P[s][row][i] * gs1) * (sum_s P[s][row][I + i] * gs3)). */
-__global__ void __launch_bounds__(256) moep__fp4_finish(const moep__ffn_tile_t *tiles,
-                                                        const float *P, int nsplit, int64_t n,
-                                                        int32_t I, const float *gs1,
-                                                        const float *gs3, __half *h) {
-#if MOEP__F4_PDL
-    asm volatile("griddepcontrol.launch_dependents;");
-#endif
-    const moep__ffn_tile_t tile = tiles[blockIdx.x];
-    if (tile.expert < 0) return;
-    const int64_t rem = tile.row_end - tile.row_start;
-    const int T = rem < 64 ? (int)rem : 64;
-    const int i = (blockIdx.y * 256 + threadIdx.x) * 4;
-    if (i >= I) return;
-    const float a1 = gs1 ? gs1[tile.expert] : 1.f, a3 = gs3 ? gs3[tile.expert] : 1.f;
-    for (int t = blockIdx.z; t < T; t += gridDim.z) {
-        const int64_t row = tile.row_start + t;
-        float4 gg = make_float4(0.f, 0.f, 0.f, 0.f), uu = gg;
-        for (int s = 0; s < nsplit; ++s) {
-            const float *p = P + ((int64_t)s * n + row) * 2 * I + i;
-            const float4 a = __ldcs((const float4 *)p), b = __ldcs((const float4 *)(p + I));
-            gg.x += a.x, gg.y += a.y, gg.z += a.z, gg.w += a.w;
-            uu.x += b.x, uu.y += b.y, uu.z += b.z, uu.w += b.w;
-        }
-        __half2 lo = __floats2half2_rn(moep__silu4(gg.x * a1) * (uu.x * a3),
-                                       moep__silu4(gg.y * a1) * (uu.y * a3));
-        __half2 hi = __floats2half2_rn(moep__silu4(gg.z * a1) * (uu.z * a3),
-                                       moep__silu4(gg.w * a1) * (uu.w * a3));
-        uint2 o = make_uint2(*(uint32_t *)&lo, *(uint32_t *)&hi);
-        *(uint2 *)(h + row * I + i) = o;
-    }
-}
-
 template <bool GATEUP, bool NV, int XIN>
-static cudaError_t moep__fp4_launch(const moep__fp4_args_t *a, int nsplit, int32_t max_tiles,
-                                    bool pdl, cudaStream_t s) {
+static cudaError_t moep__fp4_launch(const moep__fp4_args_t *a, int32_t max_tiles, bool pdl,
+                                    cudaStream_t s) {
     static bool attr = false;
     if (!attr) {
         cudaError_t err = cudaFuncSetAttribute(moep__fp4_kernel<GATEUP, NV, XIN>,
@@ -406,10 +424,9 @@ static cudaError_t moep__fp4_launch(const moep__fp4_args_t *a, int nsplit, int32
         if (err != cudaSuccess) return err;
         attr = true;
     }
-    const int vrows = GATEUP ? 2 * a->rows : a->rows;
+    const int rows_per_cta = MOEP__F4_WARPS * (GATEUP ? 8 : 16);
     cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((unsigned)((vrows + MOEP__F4_ROWS - 1) / MOEP__F4_ROWS), (unsigned)nsplit,
-                       (unsigned)max_tiles);
+    cfg.gridDim = dim3((unsigned)((a->rows + rows_per_cta - 1) / rows_per_cta), 1, (unsigned)max_tiles);
     cfg.blockDim = dim3(MOEP__F4_THREADS);
     cfg.dynamicSmemBytes = MOEP__F4_XS_BYTES;
     cfg.stream = s;
@@ -421,22 +438,8 @@ static cudaError_t moep__fp4_launch(const moep__fp4_args_t *a, int nsplit, int32
     return cudaLaunchKernelEx(&cfg, moep__fp4_kernel<GATEUP, NV, XIN>, *a);
 }
 
-/* K splits of the gate/up GEMV and the channels per split. */
-static void moep__fp4_split(int32_t K, int64_t n, int32_t I, int *nsplit, int32_t *ks) {
-    int S = MOEP__F4_SPLITS < 1 ? 1 : MOEP__F4_SPLITS;
-    if ((size_t)S * (size_t)n * (size_t)I * 8 > MOEP__F4_P_MAX_BYTES) S = 1;
-    int32_t c = (K + S - 1) / S;
-    c = (c + 127) & ~127;
-    *ks = c;
-    *nsplit = (K + c - 1) / c;
-}
-
 extern "C" size_t moep__fp4_workspace(const moep_expert_weights_t *w, int64_t n) {
-    int S;
-    int32_t ks;
-    moep__fp4_split(w->hidden, n, w->intermediate, &S, &ks);
-    const size_t bh = ((size_t)n * w->intermediate * 2 + 255) & ~(size_t)255;
-    return bh + (size_t)S * (size_t)n * (size_t)w->intermediate * 8;
+    return (size_t)n * (size_t)w->intermediate * 2; /* f16 h */
 }
 
 template <bool NV>
@@ -444,11 +447,8 @@ static cudaError_t moep__fp4_ffn_fmt(const moep_expert_weights_t *w, const void 
                                      int64_t n, const moep__ffn_tile_t *tiles, int32_t max_tiles,
                                      void *ws, void *y, cudaStream_t s) {
     const int32_t H = w->hidden, I = w->intermediate;
-    int S;
-    int32_t ks;
-    moep__fp4_split(H, n, I, &S, &ks);
+    (void)n;
     __half *h = (__half *)ws;
-    float *P = (float *)((char *)ws + (((size_t)n * I * 2 + 255) & ~(size_t)255));
     moep__fp4_args_t a;
     a.tiles = tiles;
     a.x = x;
@@ -459,17 +459,11 @@ static cudaError_t moep__fp4_ffn_fmt(const moep_expert_weights_t *w, const void 
     a.ws[1] = (const uint8_t *)w->w3.scales;
     a.wg[0] = w->w1.global_scale;
     a.wg[1] = w->w3.global_scale;
-    a.out = P;
-    a.n = n;
+    a.out = h;
     a.K = H;
     a.rows = I;
-    a.ks = ks;
-    cudaError_t err = xs ? moep__fp4_launch<true, NV, MOEP__X_FP8>(&a, S, max_tiles, false, s)
-                         : moep__fp4_launch<true, NV, MOEP__X_BF16>(&a, S, max_tiles, false, s);
-    if (err != cudaSuccess) return err;
-    moep__fp4_finish<<<dim3((unsigned)max_tiles, (unsigned)((I + 1023) / 1024), 16), 256, 0, s>>>(
-        tiles, P, S, n, I, NV ? w->w1.global_scale : NULL, NV ? w->w3.global_scale : NULL, h);
-    err = cudaGetLastError();
+    cudaError_t err = xs ? moep__fp4_launch<true, NV, MOEP__X_FP8>(&a, max_tiles, false, s)
+                         : moep__fp4_launch<true, NV, MOEP__X_BF16>(&a, max_tiles, false, s);
     if (err != cudaSuccess) return err;
     a.x = h;
     a.xs = NULL;
@@ -479,8 +473,7 @@ static cudaError_t moep__fp4_ffn_fmt(const moep_expert_weights_t *w, const void 
     a.out = y;
     a.K = I;
     a.rows = H;
-    a.ks = (I + 127) & ~127;
-    return moep__fp4_launch<false, NV, MOEP__X_F16>(&a, 1, max_tiles, true, s);
+    return moep__fp4_launch<false, NV, MOEP__X_F16>(&a, max_tiles, true, s);
 }
 
 extern "C" cudaError_t moep__fp4_ffn(const moep_expert_weights_t *w, const void *x, const float *xs,
