@@ -1,0 +1,322 @@
+/*
+ * FP4-weight expert FFN: what the two kernel bodies share (fp4_mma.cuh for
+ * T <= 16 tokens per tile, fp4_wgmma.cuh above): tuning knobs, arguments,
+ * activation staging, the per-warp weight stream, block-scale factors, the
+ * E2M1 decode of one word and the epilogues. See fp4_ffn.cu for the overview.
+ */
+#ifndef MOEP_FP4_COMMON_CUH
+#define MOEP_FP4_COMMON_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+
+#include <type_traits>
+
+#include "ffn_cuda.h"
+#include "fp4_decode.cuh"
+
+/* Segments of weights in flight per warp, and whether a segment's refill is
+ * issued before its compute (a register copy) or after its last read. Chosen
+ * per format on an H200 (2026-11-23, decode T = 1 / 16, alternated builds):
+ * MXFP4 early with 3 ahead was 5-10% faster than late, NVFP4 late with 2
+ * ahead 4-7% faster than the other combinations. */
+#ifndef MOEP__F4_PF_MX
+#define MOEP__F4_PF_MX 3
+#endif
+#ifndef MOEP__F4_EARLY_MX
+#define MOEP__F4_EARLY_MX 1
+#endif
+#ifndef MOEP__F4_PF_NV
+#define MOEP__F4_PF_NV 2
+#endif
+#ifndef MOEP__F4_EARLY_NV
+#define MOEP__F4_EARLY_NV 0
+#endif
+/* CTA shape per projection: warps, and shared memory for staged x. Gate/up
+ * runs one 16-warp CTA per SM (128 rows of I, so x is staged once for twice
+ * the rows, in chunks three times as long); down keeps two 8-warp CTAs per
+ * SM (7168 rows in 256-row CTAs would run 1.7 waves). 128 registers either
+ * way. */
+#ifndef MOEP__F4_GU_WARPS
+#define MOEP__F4_GU_WARPS 16
+#endif
+#ifndef MOEP__F4_GU_XS
+#define MOEP__F4_GU_XS 196608
+#endif
+#ifndef MOEP__F4_DN_WARPS
+#define MOEP__F4_DN_WARPS 8
+#endif
+#ifndef MOEP__F4_DN_XS
+#define MOEP__F4_DN_XS 65536
+#endif
+template <bool GATEUP>
+struct moep__fp4_cta {
+    static constexpr int WARPS = GATEUP ? MOEP__F4_GU_WARPS : MOEP__F4_DN_WARPS;
+    static constexpr int THREADS = 32 * WARPS;
+    static constexpr int XS = GATEUP ? MOEP__F4_GU_XS : MOEP__F4_DN_XS;
+    static constexpr int MINB = 16 / WARPS; /* CTAs per SM: 16 warps at 128 registers */
+};
+#ifndef MOEP__F4_L2HINT
+#define MOEP__F4_L2HINT 1 /* ld ... L2::256B prefetch hint on weight loads */
+#endif
+#ifndef MOEP__F4_PDL
+#define MOEP__F4_PDL 1
+#endif
+
+#ifndef MOEP__F4_XB
+#define MOEP__F4_XB 4 /* x loads in flight per thread while staging (8 spilled, and was slower at T = 64) */
+#endif
+
+enum { MOEP__X_BF16 = 0, MOEP__X_FP8 = 1, MOEP__X_F16 = 2 };
+
+typedef struct moep__fp4_args {
+    const moep__ffn_tile_t *tiles;
+    const void *x;    /* [N, K] */
+    const float *xs;  /* FP8 x: [N, ceil(K/128)] */
+    const uint8_t *wd[2], *ws[2];
+    const float *wg[2]; /* NVFP4 global scales [E] */
+    void *out;          /* gate/up: f16 h [N, rows]; down: bf16 y [N, rows] */
+    int32_t K, rows;    /* rows per matrix */
+} moep__fp4_args_t;
+
+__device__ __forceinline__ float moep__silu4(float g) { return g / (1.0f + expf(-g)); }
+
+__device__ __forceinline__ uint4 moep__ldw(const uint8_t *p) {
+    uint4 r;
+#if MOEP__F4_L2HINT
+    asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];"
+        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+        : "l"(p));
+#else
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+        : "l"(p));
+#endif
+    return r;
+}
+
+/* Raw 8 channels of x (FP8: 8 bytes + the block scale). */
+template <int XIN>
+struct moep__xraw {
+    uint4 b;
+    float s;
+};
+
+template <int XIN>
+__device__ __forceinline__ void moep__xload(const moep__fp4_args_t &a, int64_t row, int32_t e,
+                                            moep__xraw<XIN> &r) {
+    if (XIN == MOEP__X_FP8) {
+        const uint2 b = __ldg((const uint2 *)((const uint8_t *)a.x + row * a.K + e));
+        r.b = make_uint4(b.x, b.y, 0, 0);
+        r.s = __ldg(a.xs + row * ((a.K + 127) >> 7) + (e >> 7));
+    } else {
+        r.b = __ldg((const uint4 *)((const uint16_t *)a.x + row * a.K + e));
+        r.s = 1.f;
+    }
+}
+
+__device__ __forceinline__ uint32_t moep__pack_h2(float lo, float hi) {
+    __half2 p = __floats2half2_rn(lo, hi);
+    return *(uint32_t *)&p;
+}
+
+/* 8 channels -> the two B-fragment words of steps 2j, 2j+1: (v0,v4 | v1,v5), (v2,v6 | v3,v7). */
+template <int XIN>
+__device__ __forceinline__ uint4 moep__xconv(const moep__xraw<XIN> &r) {
+    float v[8];
+    if (XIN == MOEP__X_FP8) {
+        const uint32_t w[2] = {r.b.x, r.b.y};
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(
+                (__nv_fp8x2_storage_t)((w[i >> 1] >> (16 * (i & 1))) & 0xFFFF), __NV_E4M3);
+            v[2 * i] = __half2float(__half(__half_raw{h.x})) * r.s;
+            v[2 * i + 1] = __half2float(__half(__half_raw{h.y})) * r.s;
+        }
+    } else if (XIN == MOEP__X_F16) {
+        /* already f16: only a permutation */
+        const uint4 b = r.b;
+        return make_uint4(__byte_perm(b.x, b.z, 0x5410), __byte_perm(b.x, b.z, 0x7632),
+                          __byte_perm(b.y, b.w, 0x5410), __byte_perm(b.y, b.w, 0x7632));
+    } else {
+        const uint32_t w[4] = {r.b.x, r.b.y, r.b.z, r.b.w};
+#pragma unroll
+        for (int i = 0; i < 8; ++i) v[i] = __uint_as_float(i & 1 ? w[i >> 1] & 0xFFFF0000u : w[i >> 1] << 16);
+    }
+    return make_uint4(moep__pack_h2(v[0], v[4]), moep__pack_h2(v[1], v[5]), moep__pack_h2(v[2], v[6]),
+                      moep__pack_h2(v[3], v[7]));
+}
+
+/*
+ * Stage channels k .. k + nch (rounded up to 128, zeros past k_end) of the
+ * tile's T tokens as f16. Every thread takes items (token n, group G of 8
+ * channels: segment G >> 4, lane q = (G >> 2) & 3, word j = G & 3), G fastest
+ * so that neighbouring threads read neighbouring bytes, and keeps
+ * MOEP__F4_XB loads in flight: the warps wait here for ceil(items / (threads
+ * * XB)) L2 round trips (for T = 64 and a 512-channel chunk: 4, where one
+ * thread per group walking the tokens took 16). store(n, G, c) puts the four
+ * f16x2 words c = (v0,v4 | v1,v5 | v2,v6 | v3,v7) where the body's layout
+ * wants them: words 0 / 1 are lane q's k slots 2q and 8 + 2q of step 2j,
+ * words 2 / 3 those of step 2j + 1 (the permutation the weight decode uses).
+ */
+template <int XIN, int THREADS, class Store>
+__device__ void moep__stage_x(const moep__fp4_args_t &a, int64_t row0, int T, int32_t k,
+                              int32_t nch, int32_t k_end, Store store) {
+    constexpr int XB = MOEP__F4_XB;
+    const int ng = ((nch + 127) >> 7) * 16; /* groups of 8 channels */
+    /* item it = n * ng + G; a thread's items are THREADS apart: one division
+     * here, then a carry per step */
+    const int dn = THREADS / ng, dG = THREADS - dn * ng;
+    int n = threadIdx.x / ng, G = threadIdx.x - (threadIdx.x / ng) * ng;
+    while (n < T) {
+        moep__xraw<XIN> r[XB];
+        int nn[XB], gg[XB];
+#pragma unroll
+        for (int i = 0; i < XB; ++i) {
+            nn[i] = n, gg[i] = G;
+            const int32_t e = k + 8 * G;
+            if (n < T && e < k_end) {
+                moep__xload<XIN>(a, row0 + n, e, r[i]);
+            } else {
+                r[i].b = make_uint4(0, 0, 0, 0);
+                r[i].s = 0.f;
+            }
+            G += dG, n += dn;
+            if (G >= ng) G -= ng, ++n;
+        }
+#pragma unroll
+        for (int i = 0; i < XB; ++i)
+            if (nn[i] < T) store(nn[i], gg[i], moep__xconv<XIN>(r[i]));
+    }
+}
+
+/*
+ * One warp's weight rows: gate/up takes 8 rows i of I from W1 (mma rows 0-7,
+ * h = 0) and the same rows of W3 (mma rows 8-15, h = 1), so a thread ends
+ * with the gate and the up sum of its (i, token) pairs; down takes 16 rows of
+ * W2 (h = 1 is 8 rows further). Lane q reads channels 32q .. 32q + 31 of every
+ * 128-channel segment, 16 bytes per row (K is a multiple of 32).
+ * Every load is unconditional, from an address clamped to the lane's last
+ * segment with data (a lane with none reads lane 0's chunk): a conditional
+ * load made the compiler merge the loaded and the zero value into one
+ * register with moves that wait for the load. Past the data the weights are
+ * real (finite) ones and the staged x is zero, so those products add nothing.
+ */
+template <bool GATEUP, bool NV>
+struct moep__fp4_stream {
+    static constexpr int WROWS = GATEUP ? 8 : 16; /* rows of the output per warp */
+    const uint8_t *wp0, *wp1, *sp0, *sp1;
+    int lastseg;
+
+    __device__ __forceinline__ moep__fp4_stream(const moep__fp4_args_t &a, int e, int r0c, int g, int q) {
+        const int32_t qlim = a.K - 32 * q;
+        const int qp = qlim > 0 ? q : 0;
+        lastseg = qlim > 0 ? (qlim - 1) >> 7 : 0;
+        const int64_t kb = a.K / 2, ksc = NV ? a.K / 16 : a.K / 32;
+        const int64_t grow0 = (int64_t)e * a.rows + r0c + g, grow1 = grow0 + (GATEUP ? 0 : 8);
+        const int32_t sq = NV ? 2 * qp : qp;
+        wp0 = a.wd[0] + grow0 * kb + qp * 16;
+        wp1 = a.wd[1] + grow1 * kb + qp * 16;
+        sp0 = a.ws[0] + grow0 * ksc + sq;
+        sp1 = a.ws[1] + grow1 * ksc + sq;
+    }
+
+    /* 16 bytes of codes and the block scale byte(s) of both rows, segment seg */
+    __device__ __forceinline__ void load(int seg, uint4 (&w)[2], uint32_t (&s)[2]) const {
+        const int sc = min(seg, lastseg);
+        w[0] = moep__ldw(wp0 + sc * 64);
+        w[1] = moep__ldw(wp1 + sc * 64);
+        if (NV) {
+            s[0] = __ldg((const uint16_t *)(sp0 + sc * 8));
+            s[1] = __ldg((const uint16_t *)(sp1 + sc * 8));
+        } else {
+            s[0] = __ldg(sp0 + sc * 4);
+            s[1] = __ldg(sp1 + sc * 4);
+        }
+    }
+};
+
+/*
+ * f16x2 block-scale factors of row half h for the codes decoded as value *
+ * 2^-14: NV: words 0-1 / 2-3 use the row's two E4M3 scales (tl / th). MX:
+ * 2^(x + 14) in one IMAD, exact while x lies in [-28, 1] (E8M0 99..128, the
+ * usual case); returns whether this scale needs the general pair instead
+ * (moep__mx_factor: one more factor, fx).
+ */
+template <bool NV>
+__device__ __forceinline__ bool moep__fp4_fast_factors(uint32_t s, uint32_t &tl, uint32_t &th) {
+    if (NV) {
+        __half2_raw s2 = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)s, __NV_E4M3);
+        tl = (uint32_t)s2.x | ((uint32_t)s2.x << 16);
+        th = (uint32_t)s2.y | ((uint32_t)s2.y << 16);
+        return false;
+    }
+    tl = th = s * 0x04000400u + 0x77FE7800u; /* (e - 98) << 10 in both halves, mod 2^32 */
+    return s - 99u > 29u;
+}
+
+/* Word j (8 codes) of a row half -> its 4 f16x2 A words (elements c, c + 4), scaled. */
+template <bool TWO>
+__device__ __forceinline__ void moep__fp4_decode_word(uint32_t wj, uint32_t f, uint32_t fx, uint32_t (&A)[4]) {
+    moep__e2m1x8_to_f16s(wj, A);
+#pragma unroll
+    for (int c = 0; c < 4; ++c) A[c] = moep__hmul2(A[c], f);
+    if (TWO) {
+#pragma unroll
+        for (int c = 0; c < 4; ++c) A[c] = moep__hmul2(A[c], fx);
+    }
+}
+
+__device__ __forceinline__ uint32_t moep__word(const uint4 &v, int j) {
+    return j == 0 ? v.x : (j == 1 ? v.y : (j == 2 ? v.z : v.w));
+}
+
+/*
+ * Write a warp's results; accumulator i of n-tile nt is token nt * 8 + 2q +
+ * (i & 1) of mma row g (i < 2) or g + 8. NVFP4: A = (value * 2^-14) * scale,
+ * exact for every E4M3 scale (value * scale * 2^-14 >= 2^-24 lies on the f16
+ * grid, <= 6 * 448 * 2^-14), so the mma sums are exactly 2^-14 times those of
+ * the unscaled weights (f32 accumulation commutes with a power-of-2 factor
+ * while every product stays normal: here >= 2^-48); * 2^14 is exact in f32.
+ * (Folding 2^14 into the scale instead would overflow f16 for scales >= 4.)
+ * gate/up: h = f16(silu(gate * gs1) * (up * gs3)), the intermediate never
+ * leaves the thread in f32. down: y = bf16(sum * gs2).
+ */
+template <bool GATEUP, bool NV, int NT>
+__device__ __forceinline__ void moep__fp4_epilogue(const moep__fp4_args_t &a, const moep__ffn_tile_t &tile,
+                                                   int T, int r0, int g, int q, const float (&acc)[NT][4]) {
+    const int ntn = (T + 7) >> 3, rows = a.rows, e = tile.expert;
+    const float post = NV ? 16384.f : 1.f;
+    if (GATEUP) {
+        const float gs1 = NV ? a.wg[0][e] : 1.f, gs3 = NV ? a.wg[1][e] : 1.f;
+        __half *h = (__half *)a.out + tile.row_start * rows + r0 + g;
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) {
+            if (nt >= ntn) continue;
+#pragma unroll
+            for (int i = 0; i < 2; ++i) {
+                const int t = nt * 8 + 2 * q + i;
+                const float gv = __fmul_rn(acc[nt][i], post) * gs1;
+                const float uv = __fmul_rn(acc[nt][2 + i], post) * gs3;
+                if (t < T) h[(int64_t)t * rows] = __float2half_rn(moep__silu4(gv) * uv);
+            }
+        }
+    } else {
+        const float gs = NV ? a.wg[0][e] : 1.f;
+        __nv_bfloat16 *y = (__nv_bfloat16 *)a.out + tile.row_start * rows + r0;
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) {
+            if (nt >= ntn) continue;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const int t = nt * 8 + 2 * q + (i & 1);
+                if (t < T)
+                    y[(int64_t)t * rows + g + 8 * (i >> 1)] =
+                        __float2bfloat16_rn(__fmul_rn(__fmul_rn(acc[nt][i], post), gs));
+            }
+        }
+    }
+}
+
+#endif /* MOEP_FP4_COMMON_CUH */

@@ -1,0 +1,150 @@
+/*
+ * FP4 FFN body for more tokens (T > 16 per tile): the four warps of a
+ * warpgroup decode their 16 weight rows into f16 A fragments in registers
+ * (the same layout and K permutation as the mma path) and issue
+ * wgmma.m64nNk16 with the tokens (B, N = 32 or 64) read by the tensor cores
+ * straight from shared memory: twice the f16 tensor rate of mma.sync on
+ * Hopper and no fragment loads. Staged x: per 64-channel block, N rows
+ * (tokens) of 128 bytes, 128-byte swizzle (16-byte chunk c of row n at chunk
+ * c ^ (n & 7)), k slot 16 * (step & 3) + kappa of block 2 * seg + step / 4.
+ * The A registers are read asynchronously: a ring of two words' fragments,
+ * each word's two wgmma one commit group, wait_group 1 before a slot is
+ * rewritten. sm_90a only (the wrappers trap elsewhere).
+ */
+#ifndef MOEP_FP4_WGMMA_CUH
+#define MOEP_FP4_WGMMA_CUH
+
+#include "fp4_common.cuh"
+#include "sm90_ptx.cuh"
+
+/* D[64x32] += A[64x16] (f16, registers) * B[16x32] (f16, K-major in shared memory). */
+__device__ __forceinline__ void moep__wgmma_m64n32k16_f16_rs(float *d, uint32_t a0, uint32_t a1, uint32_t a2,
+                                                           uint32_t a3, uint64_t db) {
+    MOEP__WGMMA(
+        "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 "
+        "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, {%16,%17,%18,%19}, %20, 1, 1, 1, 0;"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(db));
+}
+
+/* D[64x64] += A[64x16] (f16, registers) * B[16x64] (f16, K-major in shared memory). */
+__device__ __forceinline__ void moep__wgmma_m64n64k16_f16_rs(float *d, uint32_t a0, uint32_t a1, uint32_t a2,
+                                                           uint32_t a3, uint64_t db) {
+    MOEP__WGMMA(
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
+        "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, 1, 1, 1, 0;"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(db));
+}
+
+template <int N>
+__device__ __forceinline__ void moep__wgmma_f16_rs(float *d, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                                   uint64_t db) {
+    if (N == 32)
+        moep__wgmma_m64n32k16_f16_rs(d, a0, a1, a2, a3, db);
+    else
+        moep__wgmma_m64n64k16_f16_rs(d, a0, a1, a2, a3, db);
+}
+
+__device__ __forceinline__ void moep__wgmma_wait1(void) {
+    MOEP__WGMMA("wgmma.wait_group.sync.aligned 1;" ::: "memory");
+}
+
+template <bool GATEUP, bool NV, int XIN, int NT>
+__device__ __forceinline__ void moep__fp4_body_wg(const moep__fp4_args_t &a, const moep__ffn_tile_t &tile,
+                                                  int T, uint8_t *sm /* 1024-aligned */) {
+    static_assert(NT == 4 || NT == 8, "wgmma N is 32 or 64");
+    typedef moep__fp4_stream<GATEUP, NV> stream_t;
+    typedef moep__fp4_cta<GATEUP> cta_t;
+    constexpr int N = NT * 8, BLK = N * 128;
+    constexpr int SEGC = cta_t::XS / (2 * BLK); /* segments per staged chunk */
+    constexpr int PF = NV ? MOEP__F4_PF_NV : MOEP__F4_PF_MX;
+    constexpr bool EARLY = NV ? MOEP__F4_EARLY_NV : MOEP__F4_EARLY_MX;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
+    const int r0 = blockIdx.x * (cta_t::WARPS * stream_t::WROWS) + warp * stream_t::WROWS;
+    const bool wvalid = r0 < a.rows; /* invalid warps still take part in the wgmma */
+    const stream_t st(a, tile.expert, wvalid ? r0 : a.rows - stream_t::WROWS, g, q);
+    const int K = a.K, nseg = (K + 127) >> 7;
+
+    uint4 wr[PF][2];
+    uint32_t sr[PF][2];
+#pragma unroll
+    for (int p = 0; p < PF; ++p) st.load(p, wr[p], sr[p]);
+
+    if (!GATEUP && MOEP__F4_PDL) asm volatile("griddepcontrol.wait;" ::: "memory");
+
+    float acc[NT][4];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) acc[nt][i] = 0.f;
+    uint32_t A[2][2][4]; /* [ring slot][row half][fragment word] */
+
+    const uint64_t desc0 = moep__wgmma_desc(sm);
+    int next_stage = 0, cbase = 0;
+    auto store = [&](int n, int G, uint4 c) {
+        const int j = G & 3, c0 = 4 * (j & 1), sw = n & 7;
+        uint8_t *row = sm + (2 * (G >> 4) + (j >> 1)) * BLK + n * 128 + 4 * ((G >> 2) & 3);
+        *(uint32_t *)(row + (((c0 + 0) ^ sw) << 4)) = c.x;
+        *(uint32_t *)(row + (((c0 + 1) ^ sw) << 4)) = c.y;
+        *(uint32_t *)(row + (((c0 + 2) ^ sw) << 4)) = c.z;
+        *(uint32_t *)(row + (((c0 + 3) ^ sw) << 4)) = c.w;
+    };
+
+    for (int seg0 = 0; seg0 < nseg; seg0 += PF) {
+#pragma unroll
+        for (int u = 0; u < PF; ++u) {
+            const int seg = seg0 + u;
+            if (seg < nseg) {
+                if (seg == next_stage) {
+                    moep__wgmma_wait0(); /* no wgmma still reads the old chunk */
+                    __syncthreads();
+                    const int32_t ks = seg * 128;
+                    moep__stage_x<XIN, cta_t::THREADS>(a, tile.row_start, T, ks, min(SEGC * 128, K - ks), K, store);
+                    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+                    __syncthreads();
+                    cbase = seg;
+                    next_stage += SEGC;
+                }
+                /* per-warp branches cannot split a warpgroup's wgmma: MX always
+                 * takes the general factor pair here (decode is shared by 32-64
+                 * tokens at these sizes) */
+                uint32_t tl[2], th[2], fx[2];
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    if (NV) {
+                        moep__fp4_fast_factors<NV>(sr[u][h], tl[h], th[h]);
+                        fx[h] = 0x3C003C00u;
+                    } else {
+                        fx[h] = moep__mx_factor(sr[u][h], &tl[h]);
+                        th[h] = tl[h];
+                    }
+                }
+                const uint4 cur[2] = {wr[u][0], wr[u][1]};
+                if (EARLY) st.load(seg + PF, wr[u], sr[u]);
+                const uint64_t dseg = desc0 + (uint64_t)((2 * (seg - cbase) * BLK) >> 4);
+#pragma unroll
+                for (int j = 0; j < 4; ++j) {
+                    uint32_t(&As)[2][4] = A[j & 1];
+                    moep__wgmma_wait1(); /* the group that used this slot two words ago is done */
+#pragma unroll
+                    for (int h = 0; h < 2; ++h)
+                        moep__fp4_decode_word<!NV>(moep__word(cur[h], j), j < 2 ? tl[h] : th[h], fx[h], As[h]);
+                    moep__wgmma_fence();
+#pragma unroll
+                    for (int ss = 0; ss < 2; ++ss) {
+                        const int s = 2 * j + ss;
+                        moep__wgmma_f16_rs<N>(&acc[0][0], As[0][2 * ss], As[1][2 * ss], As[0][2 * ss + 1],
+                                              As[1][2 * ss + 1], dseg + (s >> 2) * (BLK >> 4) + 2 * (s & 3));
+                    }
+                    moep__wgmma_commit();
+                }
+                if (!EARLY) st.load(seg + PF, wr[u], sr[u]);
+            }
+        }
+    }
+    moep__wgmma_wait0();
+    if (wvalid) moep__fp4_epilogue<GATEUP, NV, NT>(a, tile, T, r0, g, q, acc);
+}
+
+#endif /* MOEP_FP4_WGMMA_CUH */
