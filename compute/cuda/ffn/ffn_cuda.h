@@ -48,12 +48,13 @@ int moep__fp8_ffn(const moep_expert_weights_t *w, const uint8_t *xq, const float
 
 /*
  * FP4 path: x bf16 (xs == NULL) or FP8 + xs; y bf16. ws: device workspace of
- * moep__fp4_workspace(w, n) bytes (f16 h [N, I]).
+ * moep__fp4_workspace(w, n) bytes (f16 h [N, I]). tiles: the tile table, or
+ * NULL for masked rows (the kernels derive their tiles from rows->counts).
  */
 size_t moep__fp4_workspace(const moep_expert_weights_t *w, int64_t n);
-cudaError_t moep__fp4_ffn(const moep_expert_weights_t *w, const void *x, const float *xs, int64_t n,
-                          const moep__ffn_tile_t *tiles, int32_t max_tiles, void *ws, void *y,
-                          cudaStream_t s);
+cudaError_t moep__fp4_ffn(const moep_expert_weights_t *w, const void *x, const float *xs,
+                          const moep__ffn_rows_t *rows, const moep__ffn_tile_t *tiles,
+                          int32_t max_tiles, void *ws, void *y, cudaStream_t s);
 
 #ifdef __cplusplus
 }

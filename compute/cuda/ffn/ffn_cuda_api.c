@@ -57,7 +57,9 @@ static moep_status_t launch(const char *fn, const moep_expert_weights_t *w, cons
     moep__ffn_tile_t *tiles = (moep__ffn_tile_t *)(ws + l->tiles);
     void *h = ws + l->h;
     const char *stage = "tile map";
-    cudaError_t e = moep__ffn_tile_map(&rr, tiles, s);
+    /* the FP4 kernels find masked tiles themselves: no tile-map launch */
+    const int fp4_masked = !fp8 && rr.counts != NULL;
+    cudaError_t e = fp4_masked ? cudaSuccess : moep__ffn_tile_map(&rr, tiles, s);
     if (e == cudaSuccess && fp8) {
         const uint8_t *xin = (const uint8_t *)x->data;
         const float *xsin = x_scales ? (const float *)x_scales->data : NULL;
@@ -75,8 +77,8 @@ static moep_status_t launch(const char *fn, const moep_expert_weights_t *w, cons
         }
     } else if (e == cudaSuccess) {
         stage = "FP4 kernels";
-        e = moep__fp4_ffn(w, x->data, x_scales ? (const float *)x_scales->data : NULL, n, tiles,
-                          max_tiles, h, y->data, s);
+        e = moep__fp4_ffn(w, x->data, x_scales ? (const float *)x_scales->data : NULL, &rr,
+                          fp4_masked ? NULL : tiles, max_tiles, h, y->data, s);
     }
     return e == cudaSuccess ? MOEP_OK : cuda_fail(fn, stage, e);
 }

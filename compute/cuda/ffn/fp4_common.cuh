@@ -18,7 +18,7 @@
 
 /* Segments of weights in flight per warp, and whether a segment's refill is
  * issued before its compute (a register copy) or after its last read. Chosen
- * per format on an H200 (2026-11-23, decode T = 1 / 16, alternated builds):
+ * per format for the mma body (T <= 16) on an H200 (2026-11-23, alternated builds):
  * MXFP4 early with 3 ahead was 5-10% faster than late, NVFP4 late with 2
  * ahead 4-7% faster than the other combinations. */
 #ifndef MOEP__F4_PF_MX
@@ -71,7 +71,10 @@ struct moep__fp4_cta {
 enum { MOEP__X_BF16 = 0, MOEP__X_FP8 = 1, MOEP__X_F16 = 2 };
 
 typedef struct moep__fp4_args {
-    const moep__ffn_tile_t *tiles;
+    const moep__ffn_tile_t *tiles; /* NULL: masked rows, each CTA derives its tile */
+    const int64_t *counts;         /* masked: tokens per expert [E] */
+    int64_t max_tokens;            /* masked: rows per expert */
+    int32_t tiles_per_expert;      /* masked: ceil(max_tokens / 64) */
     const void *x;    /* [N, K] */
     const float *xs;  /* FP8 x: [N, ceil(K/128)] */
     const uint8_t *wd[2], *ws[2];
@@ -317,6 +320,21 @@ __device__ __forceinline__ void moep__fp4_epilogue(const moep__fp4_args_t &a, co
             }
         }
     }
+}
+
+/*
+ * The CTA's tile: from the tile table, or for masked rows straight from the
+ * counts (tile z is expert z / tiles_per_expert, its (z % tpe)-th 64 rows),
+ * which spares the tile-map kernel and its launch on the decode path.
+ */
+__device__ __forceinline__ moep__ffn_tile_t moep__fp4_tile(const moep__fp4_args_t &a) {
+    if (a.tiles != NULL) return a.tiles[blockIdx.z];
+    const int e = (int)blockIdx.z / a.tiles_per_expert, t = (int)blockIdx.z - e * a.tiles_per_expert;
+    int64_t c = a.counts[e];
+    c = c < 0 ? 0 : (c > a.max_tokens ? a.max_tokens : c);
+    const int64_t start = (int64_t)e * a.max_tokens, row = start + (int64_t)t * MOEP__FFN_TILE_ROWS;
+    moep__ffn_tile_t tile = {row < start + c ? e : -1, 0, row, start + c};
+    return tile;
 }
 
 #endif /* MOEP_FP4_COMMON_CUH */

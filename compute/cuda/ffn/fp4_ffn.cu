@@ -55,8 +55,9 @@ __global__ void __launch_bounds__(moep__fp4_cta<GATEUP>::THREADS, moep__fp4_cta<
      * slack (which would cost the L1 carve-out a step) the dynamic area is
      * checked and, if it is not aligned, the mma body takes every tile */
     uint8_t *sm = MOEP__F4_SMEM_SLACK ? (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023) : smem_raw;
-    const bool wg_ok = ((uintptr_t)sm & 1023) == 0;
-    const moep__ffn_tile_t tile = a.tiles[blockIdx.z];
+    const bool wg_ok = moep__fp4_cta<GATEUP>::WARPS % 4 == 0 && /* whole warpgroups */
+                       ((uintptr_t)sm & 1023) == 0;
+    const moep__ffn_tile_t tile = moep__fp4_tile(a);
     if (tile.expert < 0) return;
     const int64_t rem = tile.row_end - tile.row_start;
     const int T = rem < 64 ? (int)rem : 64;
@@ -101,13 +102,15 @@ extern "C" size_t moep__fp4_workspace(const moep_expert_weights_t *w, int64_t n)
 
 template <bool NV>
 static cudaError_t moep__fp4_ffn_fmt(const moep_expert_weights_t *w, const void *x, const float *xs,
-                                     int64_t n, const moep__ffn_tile_t *tiles, int32_t max_tiles,
-                                     void *ws, void *y, cudaStream_t s) {
+                                     const moep__ffn_rows_t *rows, const moep__ffn_tile_t *tiles,
+                                     int32_t max_tiles, void *ws, void *y, cudaStream_t s) {
     const int32_t H = w->hidden, I = w->intermediate;
-    (void)n;
     __half *h = (__half *)ws;
     moep__fp4_args_t a;
     a.tiles = tiles;
+    a.counts = rows->counts;
+    a.max_tokens = rows->max_tokens;
+    a.tiles_per_expert = (int32_t)((rows->max_tokens + MOEP__FFN_TILE_ROWS - 1) / MOEP__FFN_TILE_ROWS);
     a.x = x;
     a.xs = xs;
     a.wd[0] = (const uint8_t *)w->w1.data;
@@ -134,9 +137,9 @@ static cudaError_t moep__fp4_ffn_fmt(const moep_expert_weights_t *w, const void 
 }
 
 extern "C" cudaError_t moep__fp4_ffn(const moep_expert_weights_t *w, const void *x, const float *xs,
-                                     int64_t n, const moep__ffn_tile_t *tiles, int32_t max_tiles,
-                                     void *ws, void *y, cudaStream_t s) {
+                                     const moep__ffn_rows_t *rows, const moep__ffn_tile_t *tiles,
+                                     int32_t max_tiles, void *ws, void *y, cudaStream_t s) {
     return w->format == MOEP_WEIGHTS_NVFP4
-               ? moep__fp4_ffn_fmt<true>(w, x, xs, n, tiles, max_tiles, ws, y, s)
-               : moep__fp4_ffn_fmt<false>(w, x, xs, n, tiles, max_tiles, ws, y, s);
+               ? moep__fp4_ffn_fmt<true>(w, x, xs, rows, tiles, max_tiles, ws, y, s)
+               : moep__fp4_ffn_fmt<false>(w, x, xs, rows, tiles, max_tiles, ws, y, s);
 }
