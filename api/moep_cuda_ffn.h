@@ -12,11 +12,13 @@
  *     (amax/448, as moep_quantize_act_fp8) in its epilogue; the down GEMM
  *     writes bf16. Needs H % 16 == 0 and I % 16 == 0 (TMA row pitch).
  *   MOEP_WEIGHTS_MXFP4 / NVFP4: packed weights are streamed from HBM and
- *     decoded in registers to f16 (exact: E2M1 times the block scale) for
- *     f16 mma.sync with f32 accumulation; no dequantized copy is made. The
- *     intermediate is kept in f16 (tiny in decode). Tiles of 64 tokens: made
- *     for decode (<= 64 tokens per expert); more tokens are correct but re-read
- *     the weights once per 64 tokens. Needs H % 32 == 0 and I % 32 == 0.
+ *     decoded in registers to f16 (exact: E2M1 times the block scale) for the
+ *     tensor cores with f32 accumulation (mma.sync up to 16 tokens per tile,
+ *     wgmma above); no dequantized copy is made. SwiGLU is fused into the
+ *     gate/up kernel: only the f16 intermediate goes through memory. Tiles of
+ *     64 tokens: made for decode (<= 64 tokens per expert); more tokens are
+ *     correct but re-read the weights once per 64 tokens. The masked layout
+ *     needs no tile-map launch. Needs H % 32 == 0 and I % 32 == 0.
  *     MXFP4 block scales above 2^13 (|w| >= 2^15) are not representable in
  *     f16 and unsupported; x and the intermediate must stay within f16 range.
  *   Other formats: MOEP_ERR_UNSUPPORTED.

@@ -50,12 +50,19 @@
 #ifndef MOEP__F4_DN_XS
 #define MOEP__F4_DN_XS 65536
 #endif
+#ifndef MOEP__F4_GU_MINB
+#define MOEP__F4_GU_MINB (16 / MOEP__F4_GU_WARPS)
+#endif
+#ifndef MOEP__F4_DN_MINB
+#define MOEP__F4_DN_MINB (16 / MOEP__F4_DN_WARPS)
+#endif
 template <bool GATEUP>
 struct moep__fp4_cta {
     static constexpr int WARPS = GATEUP ? MOEP__F4_GU_WARPS : MOEP__F4_DN_WARPS;
     static constexpr int THREADS = 32 * WARPS;
     static constexpr int XS = GATEUP ? MOEP__F4_GU_XS : MOEP__F4_DN_XS;
-    static constexpr int MINB = 16 / WARPS; /* CTAs per SM: 16 warps at 128 registers */
+    /* CTAs per SM the registers are budgeted for: 16 warps at 128 registers */
+    static constexpr int MINB = GATEUP ? MOEP__F4_GU_MINB : MOEP__F4_DN_MINB;
 };
 #ifndef MOEP__F4_L2HINT
 #define MOEP__F4_L2HINT 1 /* ld ... L2::256B prefetch hint on weight loads */
