@@ -42,6 +42,14 @@ START_TEST(masked_decode) {
 }
 END_TEST
 
+/* Few tokens per expert (T = 16, 9, 3: the mma body with 2 and 1 n-tiles),
+ * an odd number of 128-channel segments in I (5), a caller workspace. */
+START_TEST(masked_small) {
+    gpu_ffn_case_t c = {fmts[_i], 1, 0, 3, 512, 640, {16, 9, 3}, 16, 0, 1};
+    run(&c, 61 + _i);
+}
+END_TEST
+
 /* FP8 activations + 1x128 scales given by the caller (FP8 dispatch). */
 START_TEST(fp8_input) {
     gpu_ffn_case_t c = {MOEP_WEIGHTS_FP8_E4M3, _i, 1, 4, 416, 224, {37, 0, 130, 5}, 150, 3};
@@ -73,6 +81,7 @@ Suite *gpu_ffn_device_suite(void) {
     tcase_add_loop_test(t, contiguous_one_expert, 0, 3);
     tcase_add_loop_test(t, masked_ragged, 0, 3);
     tcase_add_loop_test(t, masked_decode, 0, 3);
+    tcase_add_loop_test(t, masked_small, 0, 3);
     tcase_add_loop_test(t, fp8_input, 0, 2);
     tcase_add_loop_test(t, larger, 0, 3);
     tcase_add_loop_test(t, caller_workspace, 0, 3);
