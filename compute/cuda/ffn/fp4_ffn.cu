@@ -1,10 +1,10 @@
 /*
  * FP4-weight expert FFN (MXFP4 / NVFP4), made for decode: weight-byte bound.
  *
- * Two kernels (after the tile map), each with two bodies chosen per CTA by
- * the tile's token count T: fp4_mma.cuh (T <= 16, warp-level mma) and
- * fp4_wgmma.cuh (more tokens, warpgroup wgmma); shared parts in
- * fp4_common.cuh.
+ * Two kernels, each with two bodies chosen per CTA by the tile's token count
+ * T: fp4_mma.cuh (T <= 16, warp-level mma) and fp4_wgmma.cuh (more tokens,
+ * warpgroup wgmma); shared parts in fp4_common.cuh. Tiles come from the tile
+ * map (contiguous rows) or, for masked rows, from the counts in the kernel.
  *  1. gate/up: a warp owns 8 rows i of I and takes W1's rows i as mma rows
  *     0-7 and W3's as rows 8-15, over all of K. CTA = 16 warps (128 rows of I).
  *     Per 128-wide K segment a lane loads 16 packed bytes (32 codes, one MX
@@ -20,7 +20,7 @@
  *  2. down: the same body on W2 (a warp owns 16 rows of H) with x = h, bf16
  *     y; launched with programmatic dependent launch so that its CTAs start
  *     and issue their first weight loads while gate/up drains
- *     (griddepcontrol.wait before reading h).
+ *     (griddepcontrol.wait before reading h). Two 8-warp CTAs per SM.
  * Accumulator registers are sized by the tile's token count (1, 2, 4 or 8
  * n-tiles of 8 tokens), chosen per CTA at run time.
  */
