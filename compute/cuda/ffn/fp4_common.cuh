@@ -248,6 +248,32 @@ struct moep__fp4_stream {
 };
 
 /*
+ * How both bodies start a warp: its first output row r0 (a warp past the
+ * rows, wvalid false, streams the last rows again and stores nothing), its
+ * weight stream with the first PF segments in flight, then (down) the wait
+ * for h, and zeroed accumulators.
+ */
+template <bool GATEUP, bool NV, int PF, int NT>
+__device__ __forceinline__ moep__fp4_stream<GATEUP, NV> moep__fp4_warp_start(
+    const moep__fp4_args_t &a, const moep__ffn_tile_t &tile, int g, int q, int &r0, bool &wvalid,
+    uint4 (&wr)[PF][2], uint32_t (&sr)[PF][2], float (&acc)[NT][4]) {
+    typedef moep__fp4_stream<GATEUP, NV> stream_t;
+    r0 = blockIdx.x * (moep__fp4_cta<GATEUP>::WARPS * stream_t::WROWS) + (threadIdx.x >> 5) * stream_t::WROWS;
+    wvalid = r0 < a.rows; /* rows is a multiple of 32: whole warps */
+    const stream_t st(a, tile.expert, wvalid ? r0 : a.rows - stream_t::WROWS, g, q);
+#pragma unroll
+    for (int p = 0; p < PF; ++p) st.load(p, wr[p], sr[p]);
+
+    if (!GATEUP && MOEP__F4_PDL) asm volatile("griddepcontrol.wait;" ::: "memory");
+
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) acc[nt][i] = 0.f;
+    return st;
+}
+
+/*
  * f16x2 block-scale factors of row half h for the codes decoded as value *
  * 2^-14: NV: words 0-1 / 2-3 use the row's two E4M3 scales (tl / th). MX:
  * 2^(x + 14) in one IMAD, exact while x lies in [-28, 1] (E8M0 99..128, the

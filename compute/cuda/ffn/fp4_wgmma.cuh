@@ -62,24 +62,14 @@ __device__ __forceinline__ void moep__fp4_body_wg(const moep__fp4_args_t &a, con
      * 3-ahead-early of the mma body T = 64 was 5% slower (H200) */
     constexpr int PF = 2;
     constexpr bool EARLY = false;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
-    const int r0 = blockIdx.x * (cta_t::WARPS * stream_t::WROWS) + warp * stream_t::WROWS;
-    const bool wvalid = r0 < a.rows; /* invalid warps still take part in the wgmma */
-    const stream_t st(a, tile.expert, wvalid ? r0 : a.rows - stream_t::WROWS, g, q);
+    const int lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
     const int K = a.K, nseg = (K + 127) >> 7;
-
+    int r0;
+    bool wvalid; /* invalid warps still take part in the wgmma */
     uint4 wr[PF][2];
     uint32_t sr[PF][2];
-#pragma unroll
-    for (int p = 0; p < PF; ++p) st.load(p, wr[p], sr[p]);
-
-    if (!GATEUP && MOEP__F4_PDL) asm volatile("griddepcontrol.wait;" ::: "memory");
-
     float acc[NT][4];
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) acc[nt][i] = 0.f;
+    const stream_t st = moep__fp4_warp_start<GATEUP, NV, PF, NT>(a, tile, g, q, r0, wvalid, wr, sr, acc);
     uint32_t A[2][2][4]; /* [ring slot][row half][fragment word] */
 
     const uint64_t desc0 = moep__wgmma_desc(sm);
