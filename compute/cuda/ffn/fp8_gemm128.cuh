@@ -149,16 +149,7 @@ __global__ void __launch_bounds__(384, 1)
                         const int32_t a0 = (int32_t)J.t0.row_start, a1 = (int32_t)J.t1.row_start;
                         if (m & 1) moep__tma_load_2d(st, &map_a, &full[s], k, a0);
                         if (m & 2) moep__tma_load_2d(st + 8192, &map_a, &full[s], k, a1);
-                        uint8_t *b = st + MOEP__H_A_BYTES;
-                        if (GATEUP) {
-                            moep__tma_load_2d(b, &map_b0, &full[s], k, brow);
-                            moep__tma_load_2d(b + 8192, &map_b1, &full[s], k, brow);
-                            moep__tma_load_2d(b + 16384, &map_b0, &full[s], k, brow + 64);
-                            moep__tma_load_2d(b + 24576, &map_b1, &full[s], k, brow + 64);
-                        } else {
-                            for (int q = 0; q < 4; ++q)
-                                moep__tma_load_2d(b + 8192 * q, &map_b0, &full[s], k, brow + 64 * q);
-                        }
+                        moep__fp8_load_b<GATEUP>(st + MOEP__H_A_BYTES, &map_b0, &map_b1, &full[s], k, brow);
                     }
                 }
             }

@@ -93,16 +93,7 @@ __global__ void __launch_bounds__(384, 1)
                 uint8_t *st = smem + s * MOEP__G_STAGE_BYTES;
                 const int32_t k = kb * 128;
                 moep__tma_load_2d(st, &map_a, &full[s], k, arow);
-                uint8_t *b = st + MOEP__G_A_BYTES;
-                if (GATEUP) {
-                    moep__tma_load_2d(b, &map_b0, &full[s], k, brow);
-                    moep__tma_load_2d(b + 8192, &map_b1, &full[s], k, brow);
-                    moep__tma_load_2d(b + 16384, &map_b0, &full[s], k, brow + 64);
-                    moep__tma_load_2d(b + 24576, &map_b1, &full[s], k, brow + 64);
-                } else {
-                    for (int j = 0; j < 4; ++j)
-                        moep__tma_load_2d(b + 8192 * j, &map_b0, &full[s], k, brow + 64 * j);
-                }
+                moep__fp8_load_b<GATEUP>(st + MOEP__G_A_BYTES, &map_b0, &map_b1, &full[s], k, brow);
             }
         }
         return;

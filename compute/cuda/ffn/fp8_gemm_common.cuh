@@ -56,4 +56,21 @@ __device__ __forceinline__ void moep__fp8_store_y2(__nv_bfloat16 *y, int64_t H, 
     if (ok1) *(__nv_bfloat162 *)(y + row1 * H + col) = __floats2bfloat162_rn(v[2], v[3]);
 }
 
+/* A stage's weight tile, four 64-row x 128 B boxes at b (8 KB apart) for K
+ * block k: gate/up takes W1 and W3 rows brow.. and brow + 64.. in turn (so
+ * the two halves of the tile are gate and up of the same rows), down W2 rows
+ * brow .. brow + 255. Completes on bar. */
+template <bool GATEUP>
+__device__ __forceinline__ void moep__fp8_load_b(uint8_t *b, const CUtensorMap *map_b0, const CUtensorMap *map_b1,
+                                                 uint64_t *bar, int32_t k, int32_t brow) {
+    if (GATEUP) {
+        moep__tma_load_2d(b, map_b0, bar, k, brow);
+        moep__tma_load_2d(b + 8192, map_b1, bar, k, brow);
+        moep__tma_load_2d(b + 16384, map_b0, bar, k, brow + 64);
+        moep__tma_load_2d(b + 24576, map_b1, bar, k, brow + 64);
+    } else {
+        for (int j = 0; j < 4; ++j) moep__tma_load_2d(b + 8192 * j, map_b0, bar, k, brow + 64 * j);
+    }
+}
+
 #endif
