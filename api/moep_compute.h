@@ -44,6 +44,19 @@ typedef struct moep_weight_stack {
 } moep_weight_stack_t;
 
 /*
+ * How a stack's bytes are arranged.
+ *   ROWS: the row-major layout above; every FFN takes it.
+ *   FP4_PACKED: MXFP4 / NVFP4 weights rearranged for the GPU kernels by
+ *     moep_expert_weights_pack_cuda (api/moep_cuda_ffn.h), where the layout
+ *     is described; only the GPU FFN takes it (the CPU FFN answers
+ *     MOEP_ERR_UNSUPPORTED).
+ */
+typedef enum moep_weight_layout {
+    MOEP_WEIGHT_LAYOUT_ROWS = 0,
+    MOEP_WEIGHT_LAYOUT_FP4_PACKED = 1,
+} moep_weight_layout_t;
+
+/*
  * The routed experts of one rank (or the shared expert: num_experts = 1).
  * W1 (gate) and W3 (up): [E, I, H]; W2 (down): [E, H, I].
  * The library keeps pointers, never copies: weights must outlive their users.
@@ -55,6 +68,8 @@ typedef struct moep_expert_weights {
     int32_t hidden;       /* H */
     int32_t intermediate; /* I */
     moep_weight_stack_t w1, w3, w2;
+    /* appended in version 2 (a struct_size that ends before it means ROWS) */
+    moep_weight_layout_t layout; /* MOEP_WEIGHT_LAYOUT_ROWS by default */
 } moep_expert_weights_t;
 
 MOEP_API moep_status_t moep_expert_weights_init(moep_expert_weights_t *w);

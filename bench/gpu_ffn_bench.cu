@@ -8,6 +8,9 @@
  *   gpu_ffn_bench [iters] [decode|prefill]   (only that part)
  * MOEP_BENCH_ORDER=1: prefill also times the pool path again after the
  * caller-workspace path, and the workspace path once more (order effects).
+ * FP4 decode is timed on row-major weights (through the pool, _us, and a
+ * caller workspace, _ws_us) and on the same weights packed (_pk_us, caller
+ * workspace); TB/s counts the row-major bytes.
  * MOEP_BENCH_FMT=mxfp4|nvfp4|fp8_e4m3 and MOEP_BENCH_T=1|16|64 keep one decode
  * format / token count (short runs under a profiler).
  */
@@ -205,6 +208,17 @@ int main(int argc, char **argv) {
                          * release threshold 0 maps fresh memory on every call) */
         must(moep_expert_ffn_cuda_workspace_size(&w, &tx, 1, &wsb), "workspace size");
         void *ws = dalloc(wsb);
+        /* FP4: the same weights packed for the kernels (moep_expert_weights_pack_cuda) */
+        const bool fp4 = fmts[fi] != MOEP_WEIGHTS_FP8_E4M3;
+        moep_expert_weights_t wp = w;
+        void *pbuf = NULL;
+        if (fp4) {
+            size_t pb = 0;
+            must(moep_expert_weights_pack_cuda_size(&w, &pb), "pack size");
+            pbuf = dalloc(pb);
+            must(moep_expert_weights_pack_cuda(&w, pbuf, pb, &wp, NULL), "pack");
+            CK(cudaDeviceSynchronize());
+        }
         for (int ti = 0; ti < 3; ++ti) {
             if (only_t && atoi(only_t) != toks[ti]) continue;
             std::vector<int64_t> cnt(E, toks[ti]);
@@ -216,8 +230,14 @@ int main(int argc, char **argv) {
                    toks[ti], ms * 1e3, f, toks[ti], wb / ms / 1e9);
             printf("RESULT decode_%s_T%d_ws_us %.1f us\nRESULT decode_%s_T%d_ws_weight_TBps %.3f TB/s\n", f,
                    toks[ti], msw * 1e3, f, toks[ti], wb / msw / 1e9);
+            if (fp4) {
+                double msp = median_ms([&] { must(moep_expert_ffn_masked_cuda_ws(&wp, &tx, NULL, dcnt, &ty, ws, wsb, NULL), "ffn"); }, iters);
+                printf("RESULT decode_%s_T%d_pk_us %.1f us\nRESULT decode_%s_T%d_pk_weight_TBps %.3f TB/s\n", f,
+                       toks[ti], msp * 1e3, f, toks[ti], wb / msp / 1e9);
+            }
         }
         cudaFree(ws);
+        cudaFree(pbuf);
         printf("RESULT decode_%s_weight_MB %.1f MB\n", moep_weight_format_name(fmts[fi]), wb / 1e6);
         cudaFree(x), cudaFree(y), cudaFree(dcnt);
     }

@@ -22,6 +22,10 @@ static moep_status_t check_stack(const char *name, const moep_weight_stack_t *s,
 static moep_status_t check_weights(const moep_expert_weights_t *w) {
     if ((int)w->format < 0 || w->format >= MOEP_WEIGHTS_FORMAT_COUNT_)
         return moep__fail(MOEP_ERR_INVALID_ARG, "%s: unknown weight format %d", FN, (int)w->format);
+    if (w->layout != MOEP_WEIGHT_LAYOUT_ROWS)
+        return moep__fail(MOEP_ERR_UNSUPPORTED,
+                          "%s: weight layout %d is the GPU's packed one; the CPU FFN takes row-major weights",
+                          FN, (int)w->layout);
     if (w->num_experts <= 0 || w->hidden <= 0 || w->intermediate <= 0)
         return moep__fail(MOEP_ERR_INVALID_ARG,
                           "%s: num_experts %d, hidden %d, intermediate %d must all be > 0", FN,

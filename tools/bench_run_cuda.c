@@ -1,13 +1,14 @@
 /* One rank of `moep bench --device cuda` (CUDA build): the model's weights
- * and tokens copied to GPU `rank`, the GPU layer over an nccl device
- * communicator on a stream of its own, y and the routing copied home and
- * verified against the float64 reference. */
+ * (FP4 ones then packed for the kernels) and tokens copied to GPU `rank`, the
+ * GPU layer over an nccl device communicator on a stream of its own, y and
+ * the routing copied home and verified against the float64 reference. */
 #include <cuda_runtime.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bench_model.h"
+#include "moep_cuda_ffn.h"
 #include "bench_run.h"
 
 /* Device copies of everything the rank allocates, freed together. */
@@ -47,6 +48,22 @@ static moep_status_t upload_stack(dev_allocs_t *d, bench_result_t *r, const benc
     return MOEP_OK;
 }
 
+/* FP4 weights into the kernels' packed layout (the row-major copy stays
+ * allocated until the run ends; a server would free it). */
+static moep_status_t pack_fp4(dev_allocs_t *d, bench_result_t *r, moep_expert_weights_t *w) {
+    if (w->format != MOEP_WEIGHTS_MXFP4 && w->format != MOEP_WEIGHTS_NVFP4) return MOEP_OK;
+    if (d->n == (int)(sizeof d->p / sizeof d->p[0])) return bench_fail(r, MOEP_ERR_INTERNAL, "upload table full");
+    size_t bytes = 0;
+    moep_status_t st = moep_expert_weights_pack_cuda_size(w, &bytes);
+    if (st != MOEP_OK) return bench_fail(r, st, moep_last_error());
+    void *buf = NULL;
+    BENCH_TRY(cuda_ok(r, cudaMalloc(&buf, bytes), "cudaMalloc"));
+    d->p[d->n++] = buf;
+    st = moep_expert_weights_pack_cuda(w, buf, bytes, w, NULL);
+    if (st != MOEP_OK) return bench_fail(r, st, moep_last_error());
+    return cuda_ok(r, cudaDeviceSynchronize(), "weight packing");
+}
+
 static moep_status_t upload_weights(dev_allocs_t *d, bench_result_t *r, const bench_model_t *m,
                                     moep_expert_weights_t *local, moep_expert_weights_t *shared) {
     int32_t E = m->opt.experts, L = m->num_local;
@@ -55,10 +72,12 @@ static moep_status_t upload_weights(dev_allocs_t *d, bench_result_t *r, const be
     BENCH_TRY(upload_stack(d, r, &m->w1, E, L, &local->w1));
     BENCH_TRY(upload_stack(d, r, &m->w3, E, L, &local->w3));
     BENCH_TRY(upload_stack(d, r, &m->w2, E, L, &local->w2));
+    BENCH_TRY(pack_fp4(d, r, local));
     if (m->opt.shared_intermediate <= 0) return MOEP_OK;
     BENCH_TRY(upload_stack(d, r, &m->sh1, 1, 1, &shared->w1));
     BENCH_TRY(upload_stack(d, r, &m->sh3, 1, 1, &shared->w3));
-    return upload_stack(d, r, &m->sh2, 1, 1, &shared->w2);
+    BENCH_TRY(upload_stack(d, r, &m->sh2, 1, 1, &shared->w2));
+    return pack_fp4(d, r, shared);
 }
 
 static moep_tensor_t dev2d(void *p, moep_dtype_t t, int64_t a, int64_t b, int32_t id) {

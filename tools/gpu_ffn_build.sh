@@ -16,7 +16,7 @@ INC="-I. -Iapi -Icompute/cuda/ffn -Icompute/quant -Itests/common -Itests/gpu_ffn
 CFLAGS="-O2 -fopenmp -std=gnu11 -fno-trapping-math -Wall -Wno-unused-function"
 
 lib_c="api/log.c api/status.c api/tensor.c compute/weight_format.c compute/quant/*.c
-       compute/cuda/ffn/ffn_cuda_api.c compute/cuda/ffn/ffn_cuda_check.c"
+       compute/cuda/ffn/ffn_cuda_api.c compute/cuda/ffn/ffn_cuda_check.c compute/cuda/ffn/ffn_pack_api.c"
 [ -f api/row_ops.c ] && lib_c="$lib_c api/row_ops.c"
 objs=()
 for f in $lib_c; do

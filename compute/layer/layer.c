@@ -148,6 +148,18 @@ static moep_status_t check_weights(const char *fn, const moep_expert_weights_t *
     return MOEP_OK;
 }
 
+/* The caller's struct as this version reads it (older ones: row-major). */
+static moep_status_t copy_weights(const char *fn, const moep_layer_t *l, const moep_expert_weights_t *w,
+                                  moep_expert_weights_t *dst) {
+    moep_expert_weights_t c;
+    moep_expert_weights_init(&c);
+    MOEP_TRY(moep__load_versioned(fn, &c, sizeof c, w));
+    if (c.layout != MOEP_WEIGHT_LAYOUT_ROWS && l->gpu == NULL)
+        return moep__fail(MOEP_ERR_UNSUPPORTED, "%s: packed weights are for the GPU layer only", fn);
+    *dst = c;
+    return MOEP_OK;
+}
+
 moep_status_t moep_layer_set_experts(moep_layer_t *l, const moep_expert_weights_t *w) {
     const char *fn = "moep_layer_set_experts";
     MOEP_CHECK_ARG(fn, l);
@@ -157,7 +169,7 @@ moep_status_t moep_layer_set_experts(moep_layer_t *l, const moep_expert_weights_
 #ifdef MOEP_HAVE_CUDA
     if (l->gpu != NULL) MOEP_TRY(moep__layer_cuda_check_format(fn, w));
 #endif
-    l->experts = *w;
+    MOEP_TRY(copy_weights(fn, l, w, &l->experts));
     l->have_experts = true;
     return MOEP_OK;
 }
@@ -173,7 +185,7 @@ moep_status_t moep_layer_set_shared(moep_layer_t *l, const moep_expert_weights_t
 #ifdef MOEP_HAVE_CUDA
     if (l->gpu != NULL) MOEP_TRY(moep__layer_cuda_check_format(fn, w));
 #endif
-    l->shared = *w;
+    MOEP_TRY(copy_weights(fn, l, w, &l->shared));
     l->have_shared = true;
     return MOEP_OK;
 }

@@ -25,6 +25,13 @@ START_TEST(ffn_cuda_stub_unsupported) {
     ck_assert_status(moep_expert_ffn_cuda_workspace_size(&w, &x, 0, &bytes), MOEP_ERR_UNSUPPORTED);
     ck_assert_uint_eq(bytes, 0);
     ck_assert_status(moep_expert_ffn_cuda_workspace_size(&w, &x, 0, NULL), MOEP_ERR_UNSUPPORTED);
+    moep_expert_weights_t packed;
+    w.format = MOEP_WEIGHTS_MXFP4;
+    bytes = 12345;
+    ck_assert_status(moep_expert_weights_pack_cuda_size(&w, &bytes), MOEP_ERR_UNSUPPORTED);
+    ck_assert_uint_eq(bytes, 0);
+    ck_assert_status(moep_expert_weights_pack_cuda(&w, buf, sizeof buf, &packed, NULL), MOEP_ERR_UNSUPPORTED);
+    ck_assert_msg(strstr(moep_last_error(), "without CUDA") != NULL, "%s", moep_last_error());
 }
 END_TEST
 

@@ -1,5 +1,6 @@
 /* moep_expert_ffn and helpers: every rejected input, with the right status,
  * a message naming the function, and y left untouched. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,6 +82,15 @@ START_TEST(test_bad_weights) {
     f.w.intermediate = 0;
     expect(&f, MOEP_ERR_INVALID_ARG, "intermediate 0");
     f.w.intermediate = 40;
+    f.w.layout = MOEP_WEIGHT_LAYOUT_FP4_PACKED; /* the GPU's layout */
+    expect(&f, MOEP_ERR_UNSUPPORTED, "packed layout");
+    f.w.layout = MOEP_WEIGHT_LAYOUT_ROWS;
+    /* a struct from before the layout field: read as row-major */
+    f.w.struct_size = (uint32_t)offsetof(moep_expert_weights_t, layout);
+    f.w.layout = MOEP_WEIGHT_LAYOUT_FP4_PACKED;
+    ck_assert_status(moep_expert_ffn(&f.w, &f.x, f.off, &f.y, 1), MOEP_OK);
+    f.w.struct_size = sizeof f.w;
+    f.w.layout = MOEP_WEIGHT_LAYOUT_ROWS;
     ck_assert_status(moep_expert_ffn(&f.w, &f.x, f.off, &f.y, -1), MOEP_ERR_INVALID_ARG);
     ffn_case_free(&f.c);
 }

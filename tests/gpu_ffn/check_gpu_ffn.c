@@ -72,6 +72,37 @@ START_TEST(caller_workspace) {
 }
 END_TEST
 
+/* Packed FP4 weights (moep_expert_weights_pack_cuda), _i = 1 MXFP4, 2 NVFP4:
+ * ragged contiguous rows with H = 416 (a last segment of 32 channels, zero-
+ * padded by the packer), decode tiles of 64 tokens (wgmma body), few tokens
+ * (mma body) with I = 640 through a caller workspace. */
+START_TEST(packed_contiguous_ragged) {
+    gpu_ffn_case_t c = {fmts[_i], 0, 0, 4, 416, 224, {37, 0, 130, 5}, 0, 11, 0, 1};
+    run(&c, 71 + _i);
+}
+END_TEST
+
+START_TEST(packed_masked_decode) {
+    gpu_ffn_case_t c = {fmts[_i], 1, 0, 3, 512, 256, {64, 1, 0}, 64, 0, 0, 1};
+    run(&c, 81 + _i);
+}
+END_TEST
+
+START_TEST(packed_masked_small) {
+    gpu_ffn_case_t c = {fmts[_i], 1, 0, 3, 512, 640, {16, 9, 3}, 16, 0, 1, 1};
+    run(&c, 91 + _i);
+}
+END_TEST
+
+/* W2 rows over 2^-16 .. 2^16: MX block scales beyond the row-major kernels'
+ * 2^13, and blocks more than 2^29 below the largest, which the packer flushes
+ * (too small to move the error); 64 and 9 tokens (both bodies). */
+START_TEST(packed_wide_scales) {
+    gpu_ffn_case_t c = {fmts[_i], 1, 0, 2, 256, 512, {64, 9}, 64, 0, 0, 1, 1};
+    run(&c, 101 + _i);
+}
+END_TEST
+
 Suite *gpu_ffn_device_suite(void) {
     base_seed = test_seed("gpu_ffn");
     Suite *s = suite_create("gpu_ffn_device");
@@ -85,6 +116,10 @@ Suite *gpu_ffn_device_suite(void) {
     tcase_add_loop_test(t, fp8_input, 0, 2);
     tcase_add_loop_test(t, larger, 0, 3);
     tcase_add_loop_test(t, caller_workspace, 0, 3);
+    tcase_add_loop_test(t, packed_contiguous_ragged, 1, 3);
+    tcase_add_loop_test(t, packed_masked_decode, 1, 3);
+    tcase_add_loop_test(t, packed_masked_small, 1, 3);
+    tcase_add_loop_test(t, packed_wide_scales, 1, 3);
     suite_add_tcase(s, t);
     return s;
 }
@@ -134,6 +169,44 @@ START_TEST(bad_args) {
     moep_tensor_t ym = moep_tensor_3d(xb, MOEP_DTYPE_BF16, 3, 1, 256);
     xm.device = ym.device = MOEP_DEVICE_CUDA;
     ck_assert_status(moep_expert_ffn_masked_cuda(&w, &xm, NULL, off, &ym, NULL), MOEP_ERR_SHAPE);
+    /* layouts: packed is for FP4 only, unknown values are refused */
+    moep_expert_weights_t wl = fake_weights(MOEP_WEIGHTS_FP8_E4M3);
+    wl.layout = MOEP_WEIGHT_LAYOUT_FP4_PACKED;
+    ck_assert_status(moep_expert_ffn_cuda(&wl, &x, NULL, off, &y, NULL), MOEP_ERR_INVALID_ARG);
+    wl = fake_weights(MOEP_WEIGHTS_MXFP4);
+    wl.layout = (moep_weight_layout_t)7;
+    ck_assert_status(moep_expert_ffn_cuda(&wl, &x, NULL, off, &y, NULL), MOEP_ERR_INVALID_ARG);
+    wl.layout = MOEP_WEIGHT_LAYOUT_FP4_PACKED; /* packed MX needs its global scales */
+    wl.w3.global_scale = NULL;
+    ck_assert_status(moep_expert_ffn_cuda(&wl, &x, NULL, off, &y, NULL), MOEP_ERR_INVALID_ARG);
+}
+END_TEST
+
+/* The packer's argument errors (no kernel runs). */
+START_TEST(pack_bad_args) {
+    static char buf[1024] __attribute__((aligned(256)));
+    size_t bytes = 1;
+    moep_expert_weights_t p, w = fake_weights(MOEP_WEIGHTS_MXFP4);
+    ck_assert_status(moep_expert_weights_pack_cuda_size(NULL, &bytes), MOEP_ERR_INVALID_ARG);
+    ck_assert_status(moep_expert_weights_pack_cuda_size(&w, NULL), MOEP_ERR_INVALID_ARG);
+    ck_assert_status(moep_expert_weights_pack_cuda_size(&w, &bytes), MOEP_OK);
+    /* each stack (2 x 128 x 256, or 2 x 256 x 128): 64 (8-row block,
+     * segment) pairs of 512 code bytes + 32 scale bytes, and 256-byte
+     * slots for the MX global scales and shifts */
+    ck_assert_uint_eq(bytes, 3 * (64 * 512 + 64 * 32 + 256 + 256));
+    ck_assert_status(moep_expert_weights_pack_cuda(&w, NULL, bytes, &p, NULL), MOEP_ERR_INVALID_ARG);
+    ck_assert_status(moep_expert_weights_pack_cuda(&w, buf, bytes, NULL, NULL), MOEP_ERR_INVALID_ARG);
+    ck_assert_status(moep_expert_weights_pack_cuda(&w, buf, sizeof buf, &p, NULL), MOEP_ERR_SHAPE);
+    ck_assert_status(moep_expert_weights_pack_cuda(&w, buf + 16, bytes, &p, NULL), MOEP_ERR_INVALID_ARG);
+    moep_expert_weights_t w8 = fake_weights(MOEP_WEIGHTS_FP8_E4M3);
+    ck_assert_status(moep_expert_weights_pack_cuda_size(&w8, &bytes), MOEP_ERR_UNSUPPORTED);
+    ck_assert_uint_eq(bytes, 0);
+    moep_expert_weights_t wp = fake_weights(MOEP_WEIGHTS_NVFP4);
+    wp.layout = MOEP_WEIGHT_LAYOUT_FP4_PACKED;
+    ck_assert_status(moep_expert_weights_pack_cuda_size(&wp, &bytes), MOEP_ERR_INVALID_ARG);
+    moep_expert_weights_t wh = fake_weights(MOEP_WEIGHTS_NVFP4);
+    wh.hidden = 272; /* % 32 != 0 */
+    ck_assert_status(moep_expert_weights_pack_cuda_size(&wh, &bytes), MOEP_ERR_SHAPE);
 }
 END_TEST
 
@@ -141,6 +214,7 @@ Suite *gpu_ffn_args_suite(void) {
     Suite *s = suite_create("gpu_ffn_args");
     TCase *t = tcase_create("errors");
     tcase_add_test(t, bad_args);
+    tcase_add_test(t, pack_bad_args);
     suite_add_tcase(s, t);
     return s;
 }

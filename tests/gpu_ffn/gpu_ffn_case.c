@@ -30,12 +30,14 @@ static float bf16_to_f32(uint16_t b) {
     return f;
 }
 
-/* Random weights with per-row magnitudes spread over 2^-3..2^3, quantized then dequantized. */
-static int make_stack(test_rng_t *r, int fmt, int32_t E, int32_t rows, int32_t cols, host_stack_t *s) {
+/* Random weights with per-row magnitudes spread over 2^-spread..2^spread,
+ * quantized then dequantized. */
+static int make_stack(test_rng_t *r, int fmt, int32_t E, int32_t rows, int32_t cols, double spread,
+                      host_stack_t *s) {
     int64_t n = (int64_t)E * rows * cols;
     float *w = malloc((size_t)n * 4);
     for (int64_t i = 0; i < (int64_t)E * rows; ++i) {
-        float sc = 0.05f * exp2f((float)(test_rng_uniform(r) * 6.0 - 3.0));
+        float sc = 0.05f * exp2f((float)((test_rng_uniform(r) * 2.0 - 1.0) * spread));
         test_fill_normal(r, w + i * cols, cols, sc);
     }
     size_t db, sb;
@@ -75,14 +77,43 @@ static void fp8_round_trip(float *v, int64_t n) {
     free(q), free(s);
 }
 
+/*
+ * Replaces the device weights *w by their packed copy in *buf, after checking
+ * that the packer refuses a misaligned and a one-byte-short buffer and an
+ * already packed source. Returns 0, or -1 with a message.
+ */
+static int pack_weights(moep_expert_weights_t *w, void **buf, char *err, size_t errn) {
+    size_t bytes = 0;
+    moep_expert_weights_t p;
+    moep_status_t st = moep_expert_weights_pack_cuda_size(w, &bytes);
+    if (st != MOEP_OK || cudaMalloc(buf, bytes + 256) != cudaSuccess) {
+        snprintf(err, errn, "pack size: %s %s", moep_status_name(st), moep_last_error());
+        return -1;
+    }
+    moep_status_t misaligned = moep_expert_weights_pack_cuda(w, (char *)*buf + 16, bytes, &p, NULL);
+    moep_status_t short_buf = moep_expert_weights_pack_cuda(w, *buf, bytes - 1, &p, NULL);
+    st = moep_expert_weights_pack_cuda(w, *buf, bytes, &p, NULL);
+    moep_status_t again = st == MOEP_OK ? moep_expert_weights_pack_cuda(&p, *buf, bytes, &p, NULL)
+                                        : MOEP_ERR_INVALID_ARG;
+    if (misaligned != MOEP_ERR_INVALID_ARG || short_buf != MOEP_ERR_SHAPE || st != MOEP_OK ||
+        again != MOEP_ERR_INVALID_ARG || p.layout != MOEP_WEIGHT_LAYOUT_FP4_PACKED) {
+        snprintf(err, errn, "pack: misaligned %s, short %s, pack %s (%s), packed again %s",
+                 moep_status_name(misaligned), moep_status_name(short_buf), moep_status_name(st),
+                 moep_last_error(), moep_status_name(again));
+        return -1;
+    }
+    *w = p;
+    return 0;
+}
+
 const char *gpu_ffn_run_case(const gpu_ffn_case_t *c, uint64_t seed) {
     test_rng_t r;
     test_rng_init(&r, seed);
     const int32_t E = c->E, H = c->H, I = c->I;
     const int fp8 = c->fmt == MOEP_WEIGHTS_FP8_E4M3;
     host_stack_t s1, s3, s2;
-    if (make_stack(&r, c->fmt, E, I, H, &s1) || make_stack(&r, c->fmt, E, I, H, &s3) ||
-        make_stack(&r, c->fmt, E, H, I, &s2))
+    if (make_stack(&r, c->fmt, E, I, H, 3.0, &s1) || make_stack(&r, c->fmt, E, I, H, 3.0, &s3) ||
+        make_stack(&r, c->fmt, E, H, I, c->wide_scales ? 16.0 : 3.0, &s2))
         return "weight quantization failed";
 
     /* row ranges */
@@ -174,6 +205,12 @@ const char *gpu_ffn_run_case(const gpu_ffn_case_t *c, uint64_t seed) {
     w.w1.global_scale = upload(s1.global, (size_t)E * 4);
     w.w3.global_scale = upload(s3.global, (size_t)E * 4);
     w.w2.global_scale = upload(s2.global, (size_t)E * 4);
+    static char pack_msg[256];
+    pack_msg[0] = '\0';
+    void *dpack = NULL;
+    moep_expert_weights_t row_major = w;
+    if (c->packed && pack_weights(&w, &dpack, pack_msg, sizeof pack_msg) != 0)
+        return pack_msg; /* leaks this failed case's buffers: the test fails anyway */
     const int in8 = c->fp8_input && fp8;
     void *dx = in8 ? upload(xq, (size_t)n * H) : upload(xb, (size_t)n * H * 2);
     void *dxs = in8 ? upload(xs, (size_t)n * nbh * 4) : NULL;
@@ -269,10 +306,13 @@ const char *gpu_ffn_run_case(const gpu_ffn_case_t *c, uint64_t seed) {
                  all, tol_all, worst_row, tol_row);
         res = msg;
     }
-    fprintf(stderr, "  %-9s %-10s%s E=%d H=%d I=%d n=%lld: rel err %.2e, worst row %.2e %s\n",
+    fprintf(stderr, "  %-9s %-10s%s%s%s E=%d H=%d I=%d n=%lld: rel err %.2e, worst row %.2e %s\n",
             moep_weight_format_name(c->fmt), c->masked ? "masked" : "contiguous",
-            in8 ? " fp8-in" : "", E, H, I, (long long)n, all, worst_row, res ? "FAIL" : "ok");
+            in8 ? " fp8-in" : "", c->packed ? " packed" : "", c->wide_scales ? " wide" : "", E, H, I,
+            (long long)n, all, worst_row, res ? "FAIL" : "ok");
 
+    cudaFree(dpack);
+    w = row_major;
     cudaFree((void *)w.w1.data), cudaFree((void *)w.w1.scales), cudaFree((void *)w.w3.data);
     cudaFree((void *)w.w3.scales), cudaFree((void *)w.w2.data), cudaFree((void *)w.w2.scales);
     cudaFree((void *)w.w1.global_scale), cudaFree((void *)w.w3.global_scale);

@@ -40,6 +40,10 @@ typedef struct gpu_ffn_case {
     int32_t pad;        /* contiguous: rows of gap after each expert */
     int caller_ws;      /* run the _ws variant on a workspace of the size it asks for (after
                          * checking that a misaligned or short one is refused) */
+    int packed;         /* FP4: run on weights from moep_expert_weights_pack_cuda (after
+                         * checking that a misaligned or short buffer is refused) */
+    int wide_scales;    /* W2 rows spread over 2^-16 .. 2^16 (MX scales beyond the row-major
+                         * path's range, and blocks the packer flushes) */
 } gpu_ffn_case_t;
 
 /* Runs one case; returns NULL on success, else a static message. */

@@ -56,6 +56,15 @@ cudaError_t moep__fp4_ffn(const moep_expert_weights_t *w, const void *x, const f
                           const moep__ffn_rows_t *rows, const moep__ffn_tile_t *tiles,
                           int32_t max_tiles, void *ws, void *y, cudaStream_t s);
 
+/*
+ * One FP4 stack [E, R, C] (row-major device memory) into the packed layout
+ * (fp4_pack.cu): data E*R/8*ceil(C/128)*512 bytes, scales E*R/8*ceil(C/128)*
+ * 8*(NV 8, MX 4) bytes; MX also writes global[E] (f32 2^bias) and bias[E].
+ */
+cudaError_t moep__fp4_pack_stack(int nv, const moep_weight_stack_t *src, int32_t E, int32_t R, int32_t C,
+                                 uint8_t *data, uint8_t *scales, float *global, int32_t *bias,
+                                 cudaStream_t s);
+
 #ifdef __cplusplus
 }
 #endif

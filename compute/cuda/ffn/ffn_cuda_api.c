@@ -127,7 +127,7 @@ moep_status_t moep_expert_ffn_cuda_ws(const moep_expert_weights_t *w, const moep
     moep__ffn_cuda_shape_t sh;
     MOEP_TRY(moep__ffn_cuda_check(fn, w, x, x_scales, expert_offset, y, 0, &sh));
     moep__ffn_rows_t r = contiguous_rows(w, expert_offset, sh.n);
-    return run(fn, w, x, x_scales, &r, y, workspace, workspace_bytes, (cudaStream_t)stream);
+    return run(fn, &sh.w, x, x_scales, &r, y, workspace, workspace_bytes, (cudaStream_t)stream);
 }
 
 moep_status_t moep_expert_ffn_masked_cuda_ws(const moep_expert_weights_t *w, const moep_tensor_t *x,
@@ -138,7 +138,7 @@ moep_status_t moep_expert_ffn_masked_cuda_ws(const moep_expert_weights_t *w, con
     moep__ffn_cuda_shape_t sh;
     MOEP_TRY(moep__ffn_cuda_check(fn, w, x, x_scales, counts, y, 1, &sh));
     moep__ffn_rows_t r = masked_rows(w, counts, &sh);
-    return run(fn, w, x, x_scales, &r, y, workspace, workspace_bytes, (cudaStream_t)stream);
+    return run(fn, &sh.w, x, x_scales, &r, y, workspace, workspace_bytes, (cudaStream_t)stream);
 }
 
 moep_status_t moep_expert_ffn_cuda(const moep_expert_weights_t *w, const moep_tensor_t *x,
@@ -163,8 +163,9 @@ moep_status_t moep_expert_ffn_cuda_workspace_size(const moep_expert_weights_t *w
     if (masked ? x->ndim != 3 || x->shape[0] != w->num_experts : x->ndim != 2)
         return moep__fail(MOEP_ERR_SHAPE, "%s: x must be %s", fn,
                           masked ? "[num_experts, max_tokens, H]" : "[N, H]");
-    moep__ffn_cuda_shape_t sh = {masked ? x->shape[0] * x->shape[1] : x->shape[0],
-                                 masked ? x->shape[1] : 0};
+    moep__ffn_cuda_shape_t sh;
+    sh.n = masked ? x->shape[0] * x->shape[1] : x->shape[0];
+    sh.max_tokens = masked ? x->shape[1] : 0;
     moep__ffn_rows_t r = masked ? masked_rows(w, &one, &sh) : contiguous_rows(w, &one, sh.n);
     *bytes = sh.n > 0 ? ws_layout(w, x->dtype, &r).bytes : 0;
     return MOEP_OK;

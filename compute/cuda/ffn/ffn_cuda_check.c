@@ -8,27 +8,26 @@ static moep_status_t check_stack(const char *fn, const char *name, const moep_we
     if (!s->data || !s->scales)
         return moep__fail(MOEP_ERR_INVALID_ARG, "%s: %s data or scales is NULL", fn, name);
     if (nv && !s->global_scale)
-        return moep__fail(MOEP_ERR_INVALID_ARG, "%s: %s global_scale is NULL (NVFP4)", fn, name);
+        return moep__fail(MOEP_ERR_INVALID_ARG, "%s: %s global_scale is NULL (NVFP4 or packed)", fn, name);
     if (((uintptr_t)s->data & 15) != 0)
         return moep__fail(MOEP_ERR_SHAPE, "%s: %s data is not 16-byte aligned", fn, name);
     return MOEP_OK;
 }
 
-moep_status_t moep__ffn_cuda_check(const char *fn, const moep_expert_weights_t *w,
-                                   const moep_tensor_t *x, const moep_tensor_t *x_scales,
-                                   const void *rows, const moep_tensor_t *y, int masked,
-                                   moep__ffn_cuda_shape_t *out) {
-    MOEP_CHECK_ARG(fn, w);
-    MOEP_CHECK_ARG(fn, x);
-    MOEP_CHECK_ARG(fn, y);
-    MOEP_CHECK_ARG(fn, rows);
-    if (w->struct_size < sizeof(moep_expert_weights_t))
-        return moep__fail(MOEP_ERR_INVALID_ARG, "%s: weights not initialised (struct_size %u)", fn,
-                          w->struct_size);
+moep_status_t moep__ffn_cuda_check_weights(const char *fn, const moep_expert_weights_t *w_in,
+                                           moep_expert_weights_t *out) {
+    MOEP_CHECK_ARG(fn, w_in);
+    moep_expert_weights_init(out);
+    MOEP_TRY(moep__load_versioned(fn, out, sizeof *out, w_in));
+    const moep_expert_weights_t *w = out;
     const int fmt = w->format;
     if (fmt != MOEP_WEIGHTS_FP8_E4M3 && fmt != MOEP_WEIGHTS_MXFP4 && fmt != MOEP_WEIGHTS_NVFP4)
         return moep__fail(MOEP_ERR_UNSUPPORTED, "%s: weight format %s has no GPU kernel", fn,
                           moep_weight_format_name(w->format));
+    if (w->layout != MOEP_WEIGHT_LAYOUT_ROWS &&
+        (w->layout != MOEP_WEIGHT_LAYOUT_FP4_PACKED || fmt == MOEP_WEIGHTS_FP8_E4M3))
+        return moep__fail(MOEP_ERR_INVALID_ARG, "%s: weight layout %d does not apply to %s", fn,
+                          (int)w->layout, moep_weight_format_name(w->format));
     const int32_t E = w->num_experts, H = w->hidden, I = w->intermediate;
     if (E <= 0 || E > 1024 || H <= 0 || I <= 0)
         return moep__fail(E > 1024 ? MOEP_ERR_UNSUPPORTED : MOEP_ERR_SHAPE,
@@ -37,11 +36,24 @@ moep_status_t moep__ffn_cuda_check(const char *fn, const moep_expert_weights_t *
     if (H % align || I % align)
         return moep__fail(MOEP_ERR_SHAPE, "%s: H=%d and I=%d must be multiples of %d for %s", fn,
                           H, I, align, moep_weight_format_name(w->format));
-    const int nv = fmt == MOEP_WEIGHTS_NVFP4;
-    MOEP_TRY(check_stack(fn, "w1", &w->w1, nv));
-    MOEP_TRY(check_stack(fn, "w3", &w->w3, nv));
-    MOEP_TRY(check_stack(fn, "w2", &w->w2, nv));
+    /* packed MX carries per-expert powers of 2 in global_scale */
+    const int gs = fmt == MOEP_WEIGHTS_NVFP4 || w->layout == MOEP_WEIGHT_LAYOUT_FP4_PACKED;
+    MOEP_TRY(check_stack(fn, "w1", &w->w1, gs));
+    MOEP_TRY(check_stack(fn, "w3", &w->w3, gs));
+    return check_stack(fn, "w2", &w->w2, gs);
+}
 
+moep_status_t moep__ffn_cuda_check(const char *fn, const moep_expert_weights_t *w_in,
+                                   const moep_tensor_t *x, const moep_tensor_t *x_scales,
+                                   const void *rows, const moep_tensor_t *y, int masked,
+                                   moep__ffn_cuda_shape_t *out) {
+    MOEP_CHECK_ARG(fn, w_in);
+    MOEP_CHECK_ARG(fn, x);
+    MOEP_CHECK_ARG(fn, y);
+    MOEP_CHECK_ARG(fn, rows);
+    MOEP_TRY(moep__ffn_cuda_check_weights(fn, w_in, &out->w));
+    const moep_expert_weights_t *w = &out->w;
+    const int32_t E = w->num_experts, H = w->hidden, I = w->intermediate;
     const int want_nd = masked ? 3 : 2;
     if (x->ndim != want_nd || y->ndim != want_nd)
         return moep__fail(MOEP_ERR_SHAPE, "%s: x and y must be %d-D", fn, want_nd);

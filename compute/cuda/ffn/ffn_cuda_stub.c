@@ -38,3 +38,15 @@ moep_status_t moep_expert_ffn_cuda_workspace_size(const moep_expert_weights_t *w
     if (bytes != NULL) *bytes = 0;
     return moep__fail(MOEP_ERR_UNSUPPORTED, "moep_expert_ffn_cuda_workspace_size: built without CUDA");
 }
+
+moep_status_t moep_expert_weights_pack_cuda_size(const moep_expert_weights_t *w, size_t *bytes) {
+    (void)w;
+    if (bytes != NULL) *bytes = 0;
+    return moep__fail(MOEP_ERR_UNSUPPORTED, "moep_expert_weights_pack_cuda_size: built without CUDA");
+}
+
+moep_status_t moep_expert_weights_pack_cuda(const moep_expert_weights_t *w, void *buffer, size_t bytes,
+                                            moep_expert_weights_t *packed, moep_stream_t stream) {
+    (void)w, (void)buffer, (void)bytes, (void)packed, (void)stream;
+    return moep__fail(MOEP_ERR_UNSUPPORTED, "moep_expert_weights_pack_cuda: built without CUDA");
+}

@@ -22,7 +22,9 @@
  *     and issue their first weight loads while gate/up drains
  *     (griddepcontrol.wait before reading h). Two 8-warp CTAs per SM.
  * Accumulator registers are sized by the tile's token count (1, 2, 4 or 8
- * n-tiles of 8 tokens), chosen per CTA at run time.
+ * n-tiles of 8 tokens), chosen per CTA at run time. Weights come row-major or
+ * packed (fp4_pack.cu: whole 512-byte reads, MX scales rebiased so that one
+ * factor always suffices); the kernels are instantiated for both.
  */
 #include "fp4_mma.cuh"
 #include "fp4_wgmma.cuh"
@@ -35,14 +37,14 @@
 #define MOEP__F4_SMEM_SLACK 0
 #endif
 #if MOEP__F4_WGMMA
-#define MOEP__F4_BODY_BIG(G, N, X, NT)                                                            \
-    (wg_ok ? moep__fp4_body_wg<G, N, X, NT>(a, tile, T, sm)                                       \
-           : moep__fp4_body_mma<G, N, X, NT>(a, tile, T, (uint2 *)sm))
+#define MOEP__F4_BODY_BIG(G, N, P, X, NT)                                                         \
+    (wg_ok ? moep__fp4_body_wg<G, N, P, X, NT>(a, tile, T, sm)                                    \
+           : moep__fp4_body_mma<G, N, P, X, NT>(a, tile, T, (uint2 *)sm))
 #else
-#define MOEP__F4_BODY_BIG(G, N, X, NT) moep__fp4_body_mma<G, N, X, NT>(a, tile, T, (uint2 *)sm)
+#define MOEP__F4_BODY_BIG(G, N, P, X, NT) moep__fp4_body_mma<G, N, P, X, NT>(a, tile, T, (uint2 *)sm)
 #endif
 
-template <bool GATEUP, bool NV, int XIN>
+template <bool GATEUP, bool NV, bool PK, int XIN>
 __global__ void __launch_bounds__(moep__fp4_cta<GATEUP>::THREADS, moep__fp4_cta<GATEUP>::MINB)
     moep__fp4_kernel(const moep__fp4_args_t a) {
 #if MOEP__F4_PDL
@@ -62,21 +64,21 @@ __global__ void __launch_bounds__(moep__fp4_cta<GATEUP>::THREADS, moep__fp4_cta<
     const int64_t rem = tile.row_end - tile.row_start;
     const int T = rem < 64 ? (int)rem : 64;
     if (T <= 8)
-        moep__fp4_body_mma<GATEUP, NV, XIN, 1>(a, tile, T, (uint2 *)sm);
+        moep__fp4_body_mma<GATEUP, NV, PK, XIN, 1>(a, tile, T, (uint2 *)sm);
     else if (T <= 16)
-        moep__fp4_body_mma<GATEUP, NV, XIN, 2>(a, tile, T, (uint2 *)sm);
+        moep__fp4_body_mma<GATEUP, NV, PK, XIN, 2>(a, tile, T, (uint2 *)sm);
     else if (T <= 32)
-        MOEP__F4_BODY_BIG(GATEUP, NV, XIN, 4);
+        MOEP__F4_BODY_BIG(GATEUP, NV, PK, XIN, 4);
     else
-        MOEP__F4_BODY_BIG(GATEUP, NV, XIN, 8);
+        MOEP__F4_BODY_BIG(GATEUP, NV, PK, XIN, 8);
 }
 
-template <bool GATEUP, bool NV, int XIN>
+template <bool GATEUP, bool NV, bool PK, int XIN>
 static cudaError_t moep__fp4_launch(const moep__fp4_args_t *a, int32_t max_tiles, bool pdl,
                                     cudaStream_t s) {
     static bool attr = false;
     if (!attr) {
-        cudaError_t err = cudaFuncSetAttribute(moep__fp4_kernel<GATEUP, NV, XIN>,
+        cudaError_t err = cudaFuncSetAttribute(moep__fp4_kernel<GATEUP, NV, PK, XIN>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                moep__fp4_cta<GATEUP>::XS + MOEP__F4_SMEM_SLACK);
         if (err != cudaSuccess) return err;
@@ -93,14 +95,14 @@ static cudaError_t moep__fp4_launch(const moep__fp4_args_t *a, int32_t max_tiles
     at[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = at;
     cfg.numAttrs = pdl && MOEP__F4_PDL ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, moep__fp4_kernel<GATEUP, NV, XIN>, *a);
+    return cudaLaunchKernelEx(&cfg, moep__fp4_kernel<GATEUP, NV, PK, XIN>, *a);
 }
 
 extern "C" size_t moep__fp4_workspace(const moep_expert_weights_t *w, int64_t n) {
     return (size_t)n * (size_t)w->intermediate * 2; /* f16 h */
 }
 
-template <bool NV>
+template <bool NV, bool PK>
 static cudaError_t moep__fp4_ffn_fmt(const moep_expert_weights_t *w, const void *x, const float *xs,
                                      const moep__ffn_rows_t *rows, const moep__ffn_tile_t *tiles,
                                      int32_t max_tiles, void *ws, void *y, cudaStream_t s) {
@@ -122,8 +124,8 @@ static cudaError_t moep__fp4_ffn_fmt(const moep_expert_weights_t *w, const void 
     a.out = h;
     a.K = H;
     a.rows = I;
-    cudaError_t err = xs ? moep__fp4_launch<true, NV, MOEP__X_FP8>(&a, max_tiles, false, s)
-                         : moep__fp4_launch<true, NV, MOEP__X_BF16>(&a, max_tiles, false, s);
+    cudaError_t err = xs ? moep__fp4_launch<true, NV, PK, MOEP__X_FP8>(&a, max_tiles, false, s)
+                         : moep__fp4_launch<true, NV, PK, MOEP__X_BF16>(&a, max_tiles, false, s);
     if (err != cudaSuccess) return err;
     a.x = h;
     a.xs = NULL;
@@ -133,13 +135,15 @@ static cudaError_t moep__fp4_ffn_fmt(const moep_expert_weights_t *w, const void 
     a.out = y;
     a.K = I;
     a.rows = H;
-    return moep__fp4_launch<false, NV, MOEP__X_F16>(&a, max_tiles, true, s);
+    return moep__fp4_launch<false, NV, PK, MOEP__X_F16>(&a, max_tiles, true, s);
 }
 
 extern "C" cudaError_t moep__fp4_ffn(const moep_expert_weights_t *w, const void *x, const float *xs,
                                      const moep__ffn_rows_t *rows, const moep__ffn_tile_t *tiles,
                                      int32_t max_tiles, void *ws, void *y, cudaStream_t s) {
-    return w->format == MOEP_WEIGHTS_NVFP4
-               ? moep__fp4_ffn_fmt<true>(w, x, xs, rows, tiles, max_tiles, ws, y, s)
-               : moep__fp4_ffn_fmt<false>(w, x, xs, rows, tiles, max_tiles, ws, y, s);
+    const bool nv = w->format == MOEP_WEIGHTS_NVFP4, pk = w->layout == MOEP_WEIGHT_LAYOUT_FP4_PACKED;
+    if (nv) return pk ? moep__fp4_ffn_fmt<true, true>(w, x, xs, rows, tiles, max_tiles, ws, y, s)
+                      : moep__fp4_ffn_fmt<true, false>(w, x, xs, rows, tiles, max_tiles, ws, y, s);
+    return pk ? moep__fp4_ffn_fmt<false, true>(w, x, xs, rows, tiles, max_tiles, ws, y, s)
+              : moep__fp4_ffn_fmt<false, false>(w, x, xs, rows, tiles, max_tiles, ws, y, s);
 }

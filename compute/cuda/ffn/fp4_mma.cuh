@@ -11,10 +11,10 @@
 
 #include "fp4_common.cuh"
 
-template <bool GATEUP, bool NV, int XIN, int NT>
+template <bool GATEUP, bool NV, bool PK, int XIN, int NT>
 __device__ __forceinline__ void moep__fp4_body_mma(const moep__fp4_args_t &a, const moep__ffn_tile_t &tile,
                                                    int T, uint2 *xsm) {
-    typedef moep__fp4_stream<GATEUP, NV> stream_t;
+    typedef moep__fp4_stream<GATEUP, NV, PK> stream_t;
     typedef moep__fp4_cta<GATEUP> cta_t;
     constexpr int PF = NV ? MOEP__F4_PF_NV : MOEP__F4_PF_MX;
     constexpr bool EARLY = NV ? MOEP__F4_EARLY_NV : MOEP__F4_EARLY_MX;
@@ -27,7 +27,7 @@ __device__ __forceinline__ void moep__fp4_body_mma(const moep__fp4_args_t &a, co
     uint4 wr[PF][2];
     uint32_t sr[PF][2];
     float acc[NT][4];
-    const stream_t st = moep__fp4_warp_start<GATEUP, NV, PF, NT>(a, tile, g, q, r0, wvalid, wr, sr, acc);
+    const stream_t st = moep__fp4_warp_start<GATEUP, NV, PK, PF, NT>(a, tile, g, q, r0, wvalid, wr, sr, acc);
 
     const int segc = ((cta_t::XS / (Tp * 2)) & ~127) >> 7; /* segments per staged chunk */
     int next_stage = 0, cbase = 0;
@@ -51,11 +51,14 @@ __device__ __forceinline__ void moep__fp4_body_mma(const moep__fp4_args_t &a, co
                     next_stage += segc;
                 }
                 /* MX scales outside the fast range take the general factor
-                 * pair; warp-uniform, so the common case pays no fx multiply */
+                 * pair; warp-uniform, so the common case pays no fx multiply.
+                 * Packed MX scales are all in range (rebiased by the packer):
+                 * one loop body, which also spares the instruction cache
+                 * (H200, T = 1: 71 against 79 us) */
                 uint32_t tl[2], th[2], fx[2] = {0x3C003C00u, 0x3C003C00u};
                 const bool general = moep__fp4_fast_factors<NV>(sr[u][0], tl[0], th[0]) |
                                      moep__fp4_fast_factors<NV>(sr[u][1], tl[1], th[1]);
-                const bool slow = !NV && __any_sync(0xFFFFFFFFu, general);
+                const bool slow = !NV && !PK && __any_sync(0xFFFFFFFFu, general);
                 if (slow) {
 #pragma unroll
                     for (int h = 0; h < 2; ++h) {
@@ -96,7 +99,7 @@ __device__ __forceinline__ void moep__fp4_body_mma(const moep__fp4_args_t &a, co
             }
         }
     }
-    if (wvalid) moep__fp4_epilogue<GATEUP, NV, NT>(a, tile, T, r0, g, q, acc);
+    if (wvalid) moep__fp4_epilogue<GATEUP, NV, PK, NT>(a, tile, T, r0, g, q, acc);
 }
 
 #endif /* MOEP_FP4_MMA_CUH */

@@ -50,11 +50,11 @@ __device__ __forceinline__ void moep__wgmma_wait1(void) {
     MOEP__WGMMA("wgmma.wait_group.sync.aligned 1;" ::: "memory");
 }
 
-template <bool GATEUP, bool NV, int XIN, int NT>
+template <bool GATEUP, bool NV, bool PK, int XIN, int NT>
 __device__ __forceinline__ void moep__fp4_body_wg(const moep__fp4_args_t &a, const moep__ffn_tile_t &tile,
                                                   int T, uint8_t *sm /* 1024-aligned */) {
     static_assert(NT == 4 || NT == 8, "wgmma N is 32 or 64");
-    typedef moep__fp4_stream<GATEUP, NV> stream_t;
+    typedef moep__fp4_stream<GATEUP, NV, PK> stream_t;
     typedef moep__fp4_cta<GATEUP> cta_t;
     constexpr int N = NT * 8, BLK = N * 128;
     constexpr int SEGC = cta_t::XS / (2 * BLK); /* segments per staged chunk */
@@ -69,7 +69,7 @@ __device__ __forceinline__ void moep__fp4_body_wg(const moep__fp4_args_t &a, con
     uint4 wr[PF][2];
     uint32_t sr[PF][2];
     float acc[NT][4];
-    const stream_t st = moep__fp4_warp_start<GATEUP, NV, PF, NT>(a, tile, g, q, r0, wvalid, wr, sr, acc);
+    const stream_t st = moep__fp4_warp_start<GATEUP, NV, PK, PF, NT>(a, tile, g, q, r0, wvalid, wr, sr, acc);
     uint32_t A[2][2][4]; /* [ring slot][row half][fragment word] */
 
     const uint64_t desc0 = moep__wgmma_desc(sm);
@@ -98,13 +98,13 @@ __device__ __forceinline__ void moep__fp4_body_wg(const moep__fp4_args_t &a, con
                     cbase = seg;
                     next_stage += SEGC;
                 }
-                /* per-warp branches cannot split a warpgroup's wgmma: MX always
-                 * takes the general factor pair here (decode is shared by 32-64
-                 * tokens at these sizes) */
+                /* per-warp branches cannot split a warpgroup's wgmma: row-major
+                 * MX always takes the general factor pair here (decode is
+                 * shared by 32-64 tokens at these sizes); packed MX is in range */
                 uint32_t tl[2], th[2], fx[2];
 #pragma unroll
                 for (int h = 0; h < 2; ++h) {
-                    if (NV) {
+                    if (NV || PK) {
                         moep__fp4_fast_factors<NV>(sr[u][h], tl[h], th[h]);
                         fx[h] = 0x3C003C00u;
                     } else {
@@ -121,7 +121,7 @@ __device__ __forceinline__ void moep__fp4_body_wg(const moep__fp4_args_t &a, con
                     moep__wgmma_wait1(); /* the group that used this slot two words ago is done */
 #pragma unroll
                     for (int h = 0; h < 2; ++h)
-                        moep__fp4_decode_word<!NV>(moep__word(cur[h], j), j < 2 ? tl[h] : th[h], fx[h], As[h]);
+                        moep__fp4_decode_word<!NV && !PK>(moep__word(cur[h], j), j < 2 ? tl[h] : th[h], fx[h], As[h]);
                     moep__wgmma_fence();
 #pragma unroll
                     for (int ss = 0; ss < 2; ++ss) {
@@ -136,7 +136,7 @@ __device__ __forceinline__ void moep__fp4_body_wg(const moep__fp4_args_t &a, con
         }
     }
     moep__wgmma_wait0();
-    if (wvalid) moep__fp4_epilogue<GATEUP, NV, NT>(a, tile, T, r0, g, q, acc);
+    if (wvalid) moep__fp4_epilogue<GATEUP, NV, PK, NT>(a, tile, T, r0, g, q, acc);
 }
 
 #endif /* MOEP_FP4_WGMMA_CUH */
