@@ -135,6 +135,9 @@ MOEP_API int32_t moep_comm_device_cuda(const moep_comm_t *comm);
  *     (not copied), in MOEP_WEIGHTS_FP8_E4M3, MXFP4 or NVFP4: the GPU FFN
  *     has no f32 / bf16-weight path (MOEP_ERR_UNSUPPORTED). H and I must meet
  *     moep_expert_ffn_cuda's constraints (checked at forward: MOEP_ERR_SHAPE).
+ *     FP4 weights may be row-major or packed (moep_expert_weights_pack_cuda,
+ *     api/moep_cuda_ffn.h; faster at decode); a CPU layer refuses packed
+ *     ones (MOEP_ERR_UNSUPPORTED).
  *   - moep_layer_set_gate accepts a host or a device f32 tensor (copied to
  *     the GPU); moep_layer_set_bias stays a host array.
  *   - moep_layer_last_routing returns device tensors (device = CUDA).

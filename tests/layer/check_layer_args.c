@@ -98,6 +98,12 @@ START_TEST(weights_and_forward_errors) {
     ok.w2.data = NULL;
     ck_assert_status(moep_layer_set_experts(l, &ok), MOEP_ERR_INVALID_ARG);
     ok = experts(E);
+    ok.layout = MOEP_WEIGHT_LAYOUT_FP4_PACKED; /* the GPU's layout, on a CPU layer */
+    ck_assert_status(moep_layer_set_experts(l, &ok), MOEP_ERR_UNSUPPORTED);
+    moep_expert_weights_t shared_packed = experts(1);
+    shared_packed.layout = MOEP_WEIGHT_LAYOUT_FP4_PACKED;
+    ck_assert_status(moep_layer_set_shared(l, &shared_packed), MOEP_ERR_UNSUPPORTED);
+    ok = experts(E);
     ck_assert_ok(moep_layer_set_experts(l, &ok));
     moep_expert_weights_t shared = experts(2);
     ck_assert_status(moep_layer_set_shared(l, &shared), MOEP_ERR_SHAPE);
