@@ -114,8 +114,8 @@ MOEP_API moep_status_t moep_expert_ffn_cuda_workspace_size(const moep_expert_wei
  *   MXFP4: an expert matrix's E8M0 scales are shifted by b = (largest) - 128
  *          and global_scale[e] = 2^b (f32, in buffer), so every block takes
  *          the kernels' single-multiply path; a block whose scale is more than
- *          2^29 below its matrix's largest becomes zero (its weights are below
- *          2^-26 of the largest ones). Unlike row-major MXFP4, any scale up to
+ *          2^29 below its matrix's largest becomes zero (its weights are
+ *          about 2^-30 of the matrix's largest, for scales set by amax). Unlike row-major MXFP4, any scale up to
  *          2^127 works. NaN scales (0xFF) are not supported.
  * Errors: MOEP_ERR_INVALID_ARG (NULL, misaligned buffer, already packed),
  * MOEP_ERR_UNSUPPORTED (not FP4, no CUDA build), MOEP_ERR_SHAPE (H or I not a
