@@ -3,11 +3,21 @@
 #define MOEP_FFN_CUDA_H
 
 #include <cuda_runtime.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "moep_compute.h"
 
 #define MOEP__FFN_TILE_ROWS 64 /* token rows per tile, every kernel */
+
+/* The packed FP4 layout (fp4_pack.cu), shared by the packer and the kernels'
+ * weight stream: per (8-row block, 128-channel segment), 8 rows x 64 code
+ * bytes, and 8 rows x the segment's 4 (MX) or 8 (NV) scale bytes. */
+#define MOEP__FP4_PACK_CODE_BYTES (8 * 64)
+#define MOEP__FP4_PACK_SCALE_BYTES(nv) (8 * ((nv) ? 8 : 4))
+
+/* Workspace and buffer pieces start on 256-byte boundaries. */
+static inline size_t moep__align256(size_t b) { return (b + 255) & ~(size_t)255; }
 
 /* One tile of token rows of one expert; expert < 0 marks an unused slot. */
 typedef struct moep__ffn_tile {

@@ -23,8 +23,6 @@ static moep_status_t check_device(const char *fn) {
     return MOEP_OK;
 }
 
-static size_t align256(size_t b) { return (b + 255) & ~(size_t)255; }
-
 /* Where the pieces of the workspace go (byte offsets), and its size. */
 typedef struct ws_layout {
     size_t tiles, xq, xs, h, hs, bytes;
@@ -39,11 +37,11 @@ static ws_layout_t ws_layout(const moep_expert_weights_t *w, moep_dtype_t x_dtyp
     ws_layout_t l;
     l.quant_x = fp8 && x_dtype == MOEP_DTYPE_BF16;
     l.tiles = 0;
-    l.xq = align256((size_t)moep__ffn_max_tiles(rows) * sizeof(moep__ffn_tile_t));
-    l.xs = l.xq + (l.quant_x ? align256((size_t)n * H) : 0);
-    l.h = l.xs + (l.quant_x ? align256((size_t)n * nbh * 4) : 0);
-    l.hs = l.h + (fp8 ? align256((size_t)n * I) : align256(moep__fp4_workspace(w, n)));
-    l.bytes = l.hs + (fp8 ? align256((size_t)n * nbi * 4) : 0);
+    l.xq = moep__align256((size_t)moep__ffn_max_tiles(rows) * sizeof(moep__ffn_tile_t));
+    l.xs = l.xq + (l.quant_x ? moep__align256((size_t)n * H) : 0);
+    l.h = l.xs + (l.quant_x ? moep__align256((size_t)n * nbh * 4) : 0);
+    l.hs = l.h + (fp8 ? moep__align256((size_t)n * I) : moep__align256(moep__fp4_workspace(w, n)));
+    l.bytes = l.hs + (fp8 ? moep__align256((size_t)n * nbi * 4) : 0);
     return l;
 }
 

@@ -5,8 +5,6 @@
 #include "ffn_cuda_check.h"
 #include "moep_internal.h"
 
-static size_t align256(size_t b) { return (b + 255) & ~(size_t)255; }
-
 /* Byte offsets of each stack's pieces in the packed buffer (w1, w3, w2). */
 typedef struct pack_layout {
     size_t data[3], scales[3], global[3], bias[3], bytes;
@@ -23,13 +21,13 @@ static pack_layout_t pack_layout(const moep_expert_weights_t *w) {
         l.cols[i] = i < 2 ? w->hidden : w->intermediate;
         const size_t segs = (size_t)E * (size_t)(l.rows[i] / 8) * (size_t)((l.cols[i] + 127) / 128);
         l.data[i] = at;
-        at += align256(segs * 512);
+        at += moep__align256(segs * MOEP__FP4_PACK_CODE_BYTES);
         l.scales[i] = at;
-        at += align256(segs * 8 * (nv ? 8 : 4));
+        at += moep__align256(segs * MOEP__FP4_PACK_SCALE_BYTES(nv));
         l.global[i] = at;
-        at += nv ? 0 : align256((size_t)E * 4);
+        at += nv ? 0 : moep__align256((size_t)E * 4);
         l.bias[i] = at;
-        at += nv ? 0 : align256((size_t)E * 4);
+        at += nv ? 0 : moep__align256((size_t)E * 4);
     }
     l.bytes = at;
     return l;

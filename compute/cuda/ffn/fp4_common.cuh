@@ -223,7 +223,8 @@ template <bool GATEUP, bool NV, bool PK>
 struct moep__fp4_stream {
     static constexpr int WROWS = GATEUP ? 8 : 16; /* rows of the output per warp */
     static constexpr int SCALES = NV ? 8 : 4;     /* scale bytes per row and segment */
-    static constexpr int WSTEP = PK ? 8 * 64 : 64, SSTEP = PK ? 8 * SCALES : SCALES;
+    static constexpr int WSTEP = PK ? MOEP__FP4_PACK_CODE_BYTES : 64;
+    static constexpr int SSTEP = PK ? MOEP__FP4_PACK_SCALE_BYTES(NV) : SCALES;
     const uint8_t *wp0, *wp1, *sp0, *sp1;
     int lastseg;
 

@@ -76,7 +76,9 @@ extern "C" cudaError_t moep__fp4_pack_stack(int nv, const moep_weight_stack_t *s
                                             int32_t C, uint8_t *data, uint8_t *scales, float *global,
                                             int32_t *bias, cudaStream_t s) {
     const int64_t nrb = (int64_t)E * R / 8;
-    const int32_t nseg = (C + 127) / 128, per_seg = nv ? 8 : 4, per_row = C / (nv ? 16 : 32);
+    static_assert(MOEP__FP4_PACK_CODE_BYTES == 32 * 16, "a segment of 8 rows is one 16-byte piece per lane");
+    const int32_t nseg = (C + 127) / 128, per_seg = MOEP__FP4_PACK_SCALE_BYTES(nv) / 8;
+    const int32_t per_row = C / (nv ? 16 : 32);
     moep__pack_codes<<<moep__pack_grid(nrb * nseg * 32), 256, 0, s>>>((const uint8_t *)src->data, data, nrb,
                                                                       nseg, C);
     if (!nv)
