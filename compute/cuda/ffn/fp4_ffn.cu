@@ -38,14 +38,14 @@
 #endif
 #if MOEP__F4_WGMMA
 #define MOEP__F4_BODY_BIG(G, N, P, X, NT)                                                         \
-    (wg_ok ? moep__fp4_body_wg<G, N, P, X, NT>(a, tile, T, sm)                                    \
-           : moep__fp4_body_mma<G, N, P, X, NT>(a, tile, T, (uint2 *)sm))
+    (wg_ok ? moep__fp4_body_wg<G, N, P, X, NT, W>(a, tile, T, sm)                                 \
+           : moep__fp4_body_mma<G, N, P, X, NT, W>(a, tile, T, (uint2 *)sm))
 #else
-#define MOEP__F4_BODY_BIG(G, N, P, X, NT) moep__fp4_body_mma<G, N, P, X, NT>(a, tile, T, (uint2 *)sm)
+#define MOEP__F4_BODY_BIG(G, N, P, X, NT) moep__fp4_body_mma<G, N, P, X, NT, W>(a, tile, T, (uint2 *)sm)
 #endif
 
-template <bool GATEUP, bool NV, bool PK, int XIN>
-__global__ void __launch_bounds__(moep__fp4_cta<GATEUP>::THREADS, moep__fp4_cta<GATEUP>::MINB)
+template <bool GATEUP, bool NV, bool PK, int XIN, int W>
+__global__ void __launch_bounds__(moep__fp4_cta<GATEUP, W>::THREADS, moep__fp4_cta<GATEUP, W>::MINB)
     moep__fp4_kernel(const moep__fp4_args_t a) {
 #if MOEP__F4_PDL
     /* let the down projection's CTAs start (and issue their first weight
@@ -57,45 +57,45 @@ __global__ void __launch_bounds__(moep__fp4_cta<GATEUP>::THREADS, moep__fp4_cta<
      * slack (which would cost the L1 carve-out a step) the dynamic area is
      * checked and, if it is not aligned, the mma body takes every tile */
     uint8_t *sm = MOEP__F4_SMEM_SLACK ? (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023) : smem_raw;
-    const bool wg_ok = moep__fp4_cta<GATEUP>::WARPS % 4 == 0 && /* whole warpgroups */
+    const bool wg_ok = moep__fp4_cta<GATEUP, W>::WARPS % 4 == 0 && /* whole warpgroups */
                        ((uintptr_t)sm & 1023) == 0;
     const moep__ffn_tile_t tile = moep__fp4_tile(a);
     if (tile.expert < 0) return;
     const int64_t rem = tile.row_end - tile.row_start;
     const int T = rem < 64 ? (int)rem : 64;
     if (T <= 8)
-        moep__fp4_body_mma<GATEUP, NV, PK, XIN, 1>(a, tile, T, (uint2 *)sm);
+        moep__fp4_body_mma<GATEUP, NV, PK, XIN, 1, W>(a, tile, T, (uint2 *)sm);
     else if (T <= 16)
-        moep__fp4_body_mma<GATEUP, NV, PK, XIN, 2>(a, tile, T, (uint2 *)sm);
+        moep__fp4_body_mma<GATEUP, NV, PK, XIN, 2, W>(a, tile, T, (uint2 *)sm);
     else if (T <= 32)
         MOEP__F4_BODY_BIG(GATEUP, NV, PK, XIN, 4);
     else
         MOEP__F4_BODY_BIG(GATEUP, NV, PK, XIN, 8);
 }
 
-template <bool GATEUP, bool NV, bool PK, int XIN>
+template <bool GATEUP, bool NV, bool PK, int XIN, int W = 0>
 static cudaError_t moep__fp4_launch(const moep__fp4_args_t *a, int32_t max_tiles, bool pdl,
                                     cudaStream_t s) {
     static bool attr = false;
     if (!attr) {
-        cudaError_t err = cudaFuncSetAttribute(moep__fp4_kernel<GATEUP, NV, PK, XIN>,
+        cudaError_t err = cudaFuncSetAttribute(moep__fp4_kernel<GATEUP, NV, PK, XIN, W>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               moep__fp4_cta<GATEUP>::XS + MOEP__F4_SMEM_SLACK);
+                                               moep__fp4_cta<GATEUP, W>::XS + MOEP__F4_SMEM_SLACK);
         if (err != cudaSuccess) return err;
         attr = true;
     }
-    const int rows_per_cta = moep__fp4_cta<GATEUP>::WARPS * (GATEUP ? 8 : 16);
+    const int rows_per_cta = moep__fp4_cta<GATEUP, W>::WARPS * (GATEUP ? 8 : 16);
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3((unsigned)((a->rows + rows_per_cta - 1) / rows_per_cta), 1, (unsigned)max_tiles);
-    cfg.blockDim = dim3(moep__fp4_cta<GATEUP>::THREADS);
-    cfg.dynamicSmemBytes = moep__fp4_cta<GATEUP>::XS + MOEP__F4_SMEM_SLACK;
+    cfg.blockDim = dim3(moep__fp4_cta<GATEUP, W>::THREADS);
+    cfg.dynamicSmemBytes = moep__fp4_cta<GATEUP, W>::XS + MOEP__F4_SMEM_SLACK;
     cfg.stream = s;
     cudaLaunchAttribute at[1];
     at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     at[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = at;
     cfg.numAttrs = pdl && MOEP__F4_PDL ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, moep__fp4_kernel<GATEUP, NV, PK, XIN>, *a);
+    return cudaLaunchKernelEx(&cfg, moep__fp4_kernel<GATEUP, NV, PK, XIN, W>, *a);
 }
 
 extern "C" size_t moep__fp4_workspace(const moep_expert_weights_t *w, int64_t n) {
@@ -135,7 +135,10 @@ static cudaError_t moep__fp4_ffn_fmt(const moep_expert_weights_t *w, const void 
     a.out = y;
     a.K = I;
     a.rows = H;
-    return moep__fp4_launch<false, NV, PK, MOEP__X_F16>(&a, max_tiles, true, s);
+    /* tiles of more than 16 tokens: 16-warp down CTAs (the wgmma body) */
+    const bool wide = rows->counts != NULL ? rows->max_tokens > 16 : rows->num_rows > 16 * (int64_t)rows->num_experts;
+    return wide ? moep__fp4_launch<false, NV, PK, MOEP__X_F16, 16>(&a, max_tiles, true, s)
+                : moep__fp4_launch<false, NV, PK, MOEP__X_F16>(&a, max_tiles, true, s);
 }
 
 extern "C" cudaError_t moep__fp4_ffn(const moep_expert_weights_t *w, const void *x, const float *xs,

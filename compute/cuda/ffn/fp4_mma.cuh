@@ -11,11 +11,11 @@
 
 #include "fp4_common.cuh"
 
-template <bool GATEUP, bool NV, bool PK, int XIN, int NT>
+template <bool GATEUP, bool NV, bool PK, int XIN, int NT, int W>
 __device__ __forceinline__ void moep__fp4_body_mma(const moep__fp4_args_t &a, const moep__ffn_tile_t &tile,
                                                    int T, uint2 *xsm) {
     typedef moep__fp4_stream<GATEUP, NV, PK> stream_t;
-    typedef moep__fp4_cta<GATEUP> cta_t;
+    typedef moep__fp4_cta<GATEUP, W> cta_t;
     constexpr int PF = NV ? MOEP__F4_PF_NV : MOEP__F4_PF_MX;
     constexpr bool EARLY = NV ? MOEP__F4_EARLY_NV : MOEP__F4_EARLY_MX;
     constexpr int Tp = NT * 8;
@@ -27,7 +27,7 @@ __device__ __forceinline__ void moep__fp4_body_mma(const moep__fp4_args_t &a, co
     uint4 wr[PF][2];
     uint32_t sr[PF][2];
     float acc[NT][4];
-    const stream_t st = moep__fp4_warp_start<GATEUP, NV, PK, PF, NT>(a, tile, g, q, r0, wvalid, wr, sr, acc);
+    const stream_t st = moep__fp4_warp_start<GATEUP, NV, PK, PF, NT, cta_t::WARPS>(a, tile, g, q, r0, wvalid, wr, sr, acc);
 
     const int segc = ((cta_t::XS / (Tp * 2)) & ~127) >> 7; /* segments per staged chunk */
     int next_stage = 0, cbase = 0;
