@@ -17,15 +17,18 @@
 #include "fp4_decode.cuh"
 
 /* Segments of weights in flight per warp, and whether a segment's refill is
- * issued before its compute (a register copy) or after its last read. Chosen
- * per format for the mma body (T <= 16) on an H200 (2026-11-23, alternated builds):
- * MXFP4 early with 3 ahead was 5-10% faster than late, NVFP4 late with 2
- * ahead 4-7% faster than the other combinations. */
+ * issued before its compute (a register copy) or after its last read. For
+ * the mma body (T <= 16), H200, 2026-11-23, alternated builds: NVFP4 late
+ * with 2 ahead was 4-7% faster than the other combinations. MXFP4 took 3
+ * ahead early while row-major MX had a second (slow-path) loop body; on
+ * packed weights (one body) 2 late is 2-3% faster at T = 1 and 5% at T = 16.
+ * More in flight does not help: a cp.async ring of 4-8 segments per warp in
+ * shared memory was no faster (branch next/async). */
 #ifndef MOEP__F4_PF_MX
-#define MOEP__F4_PF_MX 3
+#define MOEP__F4_PF_MX 2
 #endif
 #ifndef MOEP__F4_EARLY_MX
-#define MOEP__F4_EARLY_MX 1
+#define MOEP__F4_EARLY_MX 0
 #endif
 #ifndef MOEP__F4_PF_NV
 #define MOEP__F4_PF_NV 2
