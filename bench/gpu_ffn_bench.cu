@@ -10,7 +10,9 @@
  * caller-workspace path, and the workspace path once more (order effects).
  * FP4 decode is timed on row-major weights (through the pool, _us, and a
  * caller workspace, _ws_us) and on the same weights packed (_pk_us, caller
- * workspace); TB/s counts the row-major bytes.
+ * workspace); TB/s counts the row-major bytes. _pk_gpu_us: the packed path's
+ * GPU time (L2 flushed before each call, no host latency inside the timed
+ * span: median_gpu_ms), what the torch peer's CUDA-graph replay is timed as.
  * MOEP_BENCH_FMT=mxfp4|nvfp4|fp8_e4m3 and MOEP_BENCH_T=1|16|64 keep one decode
  * format / token count (short runs under a profiler).
  */
@@ -127,6 +129,58 @@ static double median_ms(F &&f, int iters) {
     return t[t.size() / 2];
 }
 
+/* Reads n words (and writes one, so that the reads stay): evicts L2 with clean lines. */
+__global__ void flush_read(const uint4 *p, size_t n, uint32_t *sink) {
+    uint32_t acc = 0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        const uint4 v = p[i];
+        acc ^= v.x ^ v.y ^ v.z ^ v.w;
+    }
+    if (acc == 0x12345678u) *sink = acc;
+}
+
+/*
+ * GPU time per call, the way a decode step sees it: before each call L2 is
+ * evicted (MOEP_BENCH_FLUSH=read, the default: a kernel reads 256 MB, which
+ * leaves clean lines; =memset: a 256 MB memset, which leaves dirty lines whose
+ * write-back then competes with the call's reads), and the host never waits
+ * inside the loop, so it enqueues the call while the flush runs and no host
+ * (API, launch) latency falls between the events. median_ms above
+ * synchronizes every call: its times hold the host's submission latency and
+ * whatever of the weights the previous call left in L2.
+ */
+template <class F>
+static double median_gpu_ms(F &&f, int iters) {
+    static void *flush = NULL;
+    static uint32_t *sink = NULL;
+    const size_t fb = (size_t)256 << 20;
+    if (flush == NULL) {
+        CK(cudaMalloc(&flush, fb));
+        CK(cudaMemset(flush, 1, fb));
+        CK(cudaMalloc(&sink, 4));
+    }
+    const char *fm = getenv("MOEP_BENCH_FLUSH");
+    const bool memset_flush = fm != NULL && strcmp(fm, "memset") == 0;
+    for (int i = 0; i < 3; ++i) f();
+    std::vector<cudaEvent_t> ev(2 * iters);
+    for (auto &e : ev) CK(cudaEventCreate(&e));
+    for (int i = 0; i < iters; ++i) {
+        if (memset_flush)
+            CK(cudaMemsetAsync(flush, i & 0xFF, fb));
+        else
+            flush_read<<<1056, 512>>>((const uint4 *)flush, fb / 16, sink);
+        CK(cudaEventRecord(ev[2 * i]));
+        f();
+        CK(cudaEventRecord(ev[2 * i + 1]));
+    }
+    CK(cudaDeviceSynchronize());
+    std::vector<float> t(iters);
+    for (int i = 0; i < iters; ++i) CK(cudaEventElapsedTime(&t[i], ev[2 * i], ev[2 * i + 1]));
+    for (auto &e : ev) cudaEventDestroy(e);
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+}
+
 static void must(moep_status_t s, const char *what) {
     if (s != MOEP_OK) {
         fprintf(stderr, "%s: %s: %s\n", what, moep_status_name(s), moep_last_error());
@@ -234,6 +288,9 @@ int main(int argc, char **argv) {
                 double msp = median_ms([&] { must(moep_expert_ffn_masked_cuda_ws(&wp, &tx, NULL, dcnt, &ty, ws, wsb, NULL), "ffn"); }, iters);
                 printf("RESULT decode_%s_T%d_pk_us %.1f us\nRESULT decode_%s_T%d_pk_weight_TBps %.3f TB/s\n", f,
                        toks[ti], msp * 1e3, f, toks[ti], wb / msp / 1e9);
+                double msg = median_gpu_ms([&] { must(moep_expert_ffn_masked_cuda_ws(&wp, &tx, NULL, dcnt, &ty, ws, wsb, NULL), "ffn"); }, iters);
+                printf("RESULT decode_%s_T%d_pk_gpu_us %.1f us\nRESULT decode_%s_T%d_pk_gpu_weight_TBps %.3f TB/s\n", f,
+                       toks[ti], msg * 1e3, f, toks[ti], wb / msg / 1e9);
             }
         }
         cudaFree(ws);

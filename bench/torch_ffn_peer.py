@@ -2,7 +2,9 @@
 
 d2d copy bandwidth, one 8192^3 FP8 torch._scaled_mm, the prefill FFN as
 torch._scaled_mm per expert (rowwise scales, bf16 out), and the decode FFN with
-bf16 weights as torch.matmul per expert. Prints "RESULT name value unit".
+bf16 weights as torch.matmul per expert, timed per call (host launches
+included, median_ms) and as a CUDA-graph replay with L2 flushed (GPU time,
+median_gpu_ms). Prints "RESULT name value unit".
 """
 import sys
 
@@ -35,6 +37,41 @@ def fp8(shape):
 
 def res(name, v, unit):
     print(f"RESULT {name} {v:.4g} {unit}", flush=True)
+
+
+FLUSH = torch.ones(64 << 20, dtype=torch.int32, device=dev)  # 256 MB
+FLUSH_MEMSET = len(sys.argv) > 2 and sys.argv[2] == "memset"
+
+
+def median_gpu_ms(fn, iters=ITERS):
+    """GPU time per call as gpu_ffn_bench's median_gpu_ms takes it: fn is
+    captured in a CUDA graph (no host latency between its kernels), L2 is
+    flushed before each replay by reading 256 MB (clean lines; argv[2] ==
+    "memset": by a memset, dirty lines), the host never waits inside the
+    loop."""
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        fn()
+    for _ in range(3):
+        g.replay()
+    ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(iters)]
+    for i, (a, b) in enumerate(ev):
+        if FLUSH_MEMSET:
+            FLUSH.fill_(i & 0xFF)
+        else:
+            FLUSH.max()
+        a.record()
+        g.replay()
+        b.record()
+    torch.cuda.synchronize()
+    ts = sorted(a.elapsed_time(b) for a, b in ev)
+    return ts[len(ts) // 2]
 
 
 # device-to-device copy, bytes read + written
@@ -99,3 +136,5 @@ for t in (1, 16, 64):
     ms = median_ms(dec)
     res(f"torch_decode_bf16_T{t}_us", ms * 1e3, "us")
     res(f"torch_decode_bf16_T{t}_weight_TBps", wbytes / ms / 1e9, "TB/s")
+    ms = median_gpu_ms(dec)
+    res(f"torch_decode_bf16_T{t}_graph_gpu_us", ms * 1e3, "us")
