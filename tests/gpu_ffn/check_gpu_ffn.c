@@ -103,6 +103,29 @@ START_TEST(packed_wide_scales) {
 }
 END_TEST
 
+/* At most 8 tokens per expert (masked max_tokens <= 8, or contiguous rows
+ * <= 8 per expert): NVFP4 then streams packed weights through shared memory
+ * (cp.async rings). K of 1024 / 640 channels (8 / 5 segments: whole and
+ * partial bursts, ring wrap-around), 416 / 224 (a zero-padded last segment,
+ * fewer segments than the ring holds), and wide W2 scales. */
+START_TEST(packed_masked_narrow) {
+    gpu_ffn_case_t c = {fmts[_i], 1, 0, 3, 1024, 640, {8, 1, 0}, 8, 0, 0, 1};
+    run(&c, 111 + _i);
+}
+END_TEST
+
+START_TEST(packed_contiguous_narrow) {
+    gpu_ffn_case_t c = {fmts[_i], 0, 0, 4, 416, 224, {3, 0, 8, 1}, 0, 0, 1, 1};
+    run(&c, 121 + _i);
+}
+END_TEST
+
+START_TEST(packed_narrow_wide_scales) {
+    gpu_ffn_case_t c = {fmts[_i], 1, 0, 2, 256, 512, {5, 1}, 8, 0, 0, 1, 1};
+    run(&c, 131 + _i);
+}
+END_TEST
+
 Suite *gpu_ffn_device_suite(void) {
     base_seed = test_seed("gpu_ffn");
     Suite *s = suite_create("gpu_ffn_device");
@@ -120,6 +143,9 @@ Suite *gpu_ffn_device_suite(void) {
     tcase_add_loop_test(t, packed_masked_decode, 1, 3);
     tcase_add_loop_test(t, packed_masked_small, 1, 3);
     tcase_add_loop_test(t, packed_wide_scales, 1, 3);
+    tcase_add_loop_test(t, packed_masked_narrow, 1, 3);
+    tcase_add_loop_test(t, packed_contiguous_narrow, 1, 3);
+    tcase_add_loop_test(t, packed_narrow_wide_scales, 1, 3);
     suite_add_tcase(s, t);
     return s;
 }

@@ -22,8 +22,8 @@
  * with 2 ahead was 4-7% faster than the other combinations. MXFP4 took 3
  * ahead early while row-major MX had a second (slow-path) loop body; on
  * packed weights (one body) 2 late is 2-3% faster at T = 1 and 5% at T = 16.
- * More in flight does not help: a cp.async ring of 4-8 segments per warp in
- * shared memory was no faster (branch next/async). */
+ * (Packed weights in tiles of at most 8 tokens go through shared memory
+ * instead: moep__fp4_stream, AS.) */
 #ifndef MOEP__F4_PF_MX
 #define MOEP__F4_PF_MX 2
 #endif
@@ -59,14 +59,36 @@
 #ifndef MOEP__F4_DN_MINB
 #define MOEP__F4_DN_MINB (16 / MOEP__F4_DN_WARPS)
 #endif
+/* Packed weights through shared memory (AS, moep__fp4_stream): a cp.async
+ * ring of D segments per warp, filled B segments (one commit group) at a
+ * time; the x area shrinks to make room. For tiles of at most 8 tokens, where
+ * it read faster than the register stream (H200, T = 1, L2 cold: NVFP4 66
+ * against 74 us, MXFP4 68 against 72); with more tokens it was slower (the
+ * smaller x area, T = 16: 88-95 against 84-88 us). */
+#ifndef MOEP__F4_AS_GU_D
+#define MOEP__F4_AS_GU_D 4
+#endif
+#ifndef MOEP__F4_AS_DN_D
+#define MOEP__F4_AS_DN_D 4
+#endif
+#ifndef MOEP__F4_AS_B
+#define MOEP__F4_AS_B 2
+#endif
+#ifndef MOEP__F4_AS_GU_XS
+#define MOEP__F4_AS_GU_XS 147456
+#endif
+#ifndef MOEP__F4_AS_DN_XS
+#define MOEP__F4_AS_DN_XS 65536
+#endif
 /* W != 0: a CTA of W warps instead (down for tiles of more than 16 tokens:
- * one 16-warp CTA per SM, H200 probe: T = 16 / 64 3 / 8 us faster, T = 1 the
- * same) */
-template <bool GATEUP, int W = 0>
+ * one 16-warp CTA per SM, H200: T = 64 8 us faster, T = 16 1-3 us). AS: the
+ * x area beside the shared-memory weight rings. */
+template <bool GATEUP, int W = 0, bool AS = false>
 struct moep__fp4_cta {
     static constexpr int WARPS = W ? W : (GATEUP ? MOEP__F4_GU_WARPS : MOEP__F4_DN_WARPS);
     static constexpr int THREADS = 32 * WARPS;
-    static constexpr int XS = GATEUP ? MOEP__F4_GU_XS : MOEP__F4_DN_XS;
+    static constexpr int XS = AS ? (GATEUP ? MOEP__F4_AS_GU_XS : MOEP__F4_AS_DN_XS)
+                                 : (GATEUP ? MOEP__F4_GU_XS : MOEP__F4_DN_XS);
     /* CTAs per SM the registers are budgeted for: 16 warps at 128 registers */
     static constexpr int MINB = W ? 16 / W : (GATEUP ? MOEP__F4_GU_MINB : MOEP__F4_DN_MINB);
 };
@@ -224,15 +246,28 @@ __device__ void moep__stage_x(const moep__fp4_args_t &a, int64_t row0, int T, in
  * load made the compiler merge the loaded and the zero value into one
  * register with moves that wait for the load. Past the data the weights are
  * real (finite) ones and the staged x is zero, so those products add nothing.
+ * AS (packed only): the same bytes go global -> shared by cp.async, B
+ * segments per commit group into a ring of D slots per warp, the lane reading
+ * back its own 16 bytes (and, after __syncwarp, the scales other lanes
+ * copied); bytes in flight then cost no registers. Segments past the last
+ * are not copied (nothing reads them).
  */
-template <bool GATEUP, bool NV, bool PK>
+template <bool GATEUP, bool NV, bool PK, bool AS>
 struct moep__fp4_stream {
+    static_assert(PK || !AS, "only packed weights go through shared memory");
     static constexpr int WROWS = GATEUP ? 8 : 16; /* rows of the output per warp */
     static constexpr int SCALES = NV ? 8 : 4;     /* scale bytes per row and segment */
     static constexpr int WSTEP = PK ? MOEP__FP4_PACK_CODE_BYTES : 64;
     static constexpr int SSTEP = PK ? MOEP__FP4_PACK_SCALE_BYTES(NV) : SCALES;
+    /* AS: ring of D slots per warp; a slot = both row halves' 512 code bytes,
+     * then both halves' scales; bursts of B segments */
+    static constexpr int D = GATEUP ? MOEP__F4_AS_GU_D : MOEP__F4_AS_DN_D;
+    static constexpr int B = MOEP__F4_AS_B;
+    static_assert(D % B == 0, "the ring holds whole bursts");
+    static constexpr int SLOT = 2 * MOEP__FP4_PACK_CODE_BYTES + 2 * MOEP__FP4_PACK_SCALE_BYTES(NV);
     const uint8_t *wp0, *wp1, *sp0, *sp1;
     int lastseg;
+    uint32_t ring; /* AS: this warp's ring (shared-memory address) */
 
     __device__ __forceinline__ moep__fp4_stream(const moep__fp4_args_t &a, int e, int r0c, int g, int q) {
         const int64_t row0 = (int64_t)e * a.rows + r0c; /* a multiple of 8 */
@@ -242,8 +277,8 @@ struct moep__fp4_stream {
             lastseg = (int)nseg - 1;
             wp0 = a.wd[0] + rb0 * nseg * WSTEP + lane * 16;
             wp1 = a.wd[1] + rb1 * nseg * WSTEP + lane * 16;
-            sp0 = a.ws[0] + rb0 * nseg * SSTEP + lane * (SCALES / 4);
-            sp1 = a.ws[1] + rb1 * nseg * SSTEP + lane * (SCALES / 4);
+            sp0 = a.ws[0] + rb0 * nseg * SSTEP + (AS ? 0 : lane * (SCALES / 4));
+            sp1 = a.ws[1] + rb1 * nseg * SSTEP + (AS ? 0 : lane * (SCALES / 4));
             return;
         }
         const int32_t qlim = a.K - 32 * q;
@@ -256,6 +291,61 @@ struct moep__fp4_stream {
         wp1 = a.wd[1] + grow1 * kb + qp * 16;
         sp0 = a.ws[0] + grow0 * ksc + sq;
         sp1 = a.ws[1] + grow1 * ksc + sq;
+    }
+
+    /* AS: copy segments seg .. seg + B - 1 (those that exist) into their
+     * slots as one commit group (every lane commits, so all count alike).
+     * Lane l copies its 16 code bytes of each half and, while 4 l < 2 SSTEP,
+     * 4 scale bytes. */
+    __device__ __forceinline__ void issue(int seg, int lane) const {
+#pragma unroll
+        for (int k = 0; k < B; ++k) copy(seg + k, lane);
+        asm volatile("cp.async.commit_group;" ::: "memory");
+    }
+    __device__ __forceinline__ void copy(int seg, int lane) const {
+        if (seg > lastseg) return;
+        const uint32_t dst = ring + (seg % D) * SLOT;
+        const int64_t o = (int64_t)seg * WSTEP;
+        asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;" ::"r"(dst + 16 * lane), "l"(wp0 + o)
+                     : "memory");
+        asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;" ::"r"(dst + WSTEP + 16 * lane),
+                     "l"(wp1 + o)
+                     : "memory");
+        if (4 * lane < 2 * SSTEP) {
+            const int b = 4 * lane, h = b >= SSTEP;
+            const uint8_t *src = (h ? sp1 - SSTEP : sp0) + (int64_t)seg * SSTEP + b;
+            asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(dst + 2 * WSTEP + b), "l"(src) : "memory");
+        }
+    }
+    /* AS, after segment seg's compute: once a burst's slots are read, refill them */
+    __device__ __forceinline__ void refill(int seg, int lane) const {
+        if ((seg + 1) % B == 0) {
+            __syncwarp(); /* every lane has read the slots' scales */
+            issue(seg + 1 + D - B, lane);
+        }
+    }
+    /* AS: segment seg's codes and scale byte(s) from its slot; at a burst's
+     * first segment, wait for the burst (the next one may stay in flight) */
+    __device__ __forceinline__ void fetch(int seg, int lane, uint4 (&w)[2], uint32_t (&s)[2]) const {
+        if (seg % B == 0) {
+            asm volatile("cp.async.wait_group %0;" ::"n"(D / B - 1) : "memory");
+            __syncwarp(); /* the scales were copied by other lanes */
+        }
+        const uint32_t src = ring + (seg % D) * SLOT;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];"
+                         : "=r"(w[h].x), "=r"(w[h].y), "=r"(w[h].z), "=r"(w[h].w)
+                         : "r"(src + h * WSTEP + 16 * lane)
+                         : "memory");
+            const uint32_t sa = src + 2 * WSTEP + h * SSTEP + lane * (SCALES / 4);
+            uint16_t v;
+            if (NV)
+                asm volatile("ld.shared.u16 %0, [%1];" : "=h"(v) : "r"(sa) : "memory");
+            else
+                asm volatile("ld.shared.u8 %0, [%1];" : "=h"(v) : "r"(sa) : "memory");
+            s[h] = NV ? v : v & 0xFFu;
+        }
     }
 
     /* 16 bytes of codes and the block scale byte(s) of both rows, segment seg */
@@ -279,16 +369,23 @@ struct moep__fp4_stream {
  * weight stream with the first PF segments in flight, then (down) the wait
  * for h, and zeroed accumulators.
  */
-template <bool GATEUP, bool NV, bool PK, int PF, int NT, int CW>
-__device__ __forceinline__ moep__fp4_stream<GATEUP, NV, PK> moep__fp4_warp_start(
+template <bool GATEUP, bool NV, bool PK, bool AS, int PF, int NT, int CW>
+__device__ __forceinline__ moep__fp4_stream<GATEUP, NV, PK, AS> moep__fp4_warp_start(
     const moep__fp4_args_t &a, const moep__ffn_tile_t &tile, int g, int q, int &r0, bool &wvalid,
-    uint4 (&wr)[PF][2], uint32_t (&sr)[PF][2], float (&acc)[NT][4]) {
-    typedef moep__fp4_stream<GATEUP, NV, PK> stream_t;
-    r0 = blockIdx.x * (CW * stream_t::WROWS) + (threadIdx.x >> 5) * stream_t::WROWS;
+    uint4 (&wr)[PF][2], uint32_t (&sr)[PF][2], float (&acc)[NT][4], uint8_t *rings) {
+    typedef moep__fp4_stream<GATEUP, NV, PK, AS> stream_t;
+    const int warp = threadIdx.x >> 5;
+    r0 = blockIdx.x * (CW * stream_t::WROWS) + warp * stream_t::WROWS;
     wvalid = r0 < a.rows; /* rows is a multiple of 32: whole warps */
-    const stream_t st(a, tile.expert, wvalid ? r0 : a.rows - stream_t::WROWS, g, q);
+    stream_t st(a, tile.expert, wvalid ? r0 : a.rows - stream_t::WROWS, g, q);
+    if (AS) {
+        st.ring = (uint32_t)__cvta_generic_to_shared(rings) + warp * stream_t::D * stream_t::SLOT;
 #pragma unroll
-    for (int p = 0; p < PF; ++p) st.load(p, wr[p], sr[p]);
+        for (int p = 0; p < stream_t::D; p += stream_t::B) st.issue(p, 4 * g + q);
+    } else {
+#pragma unroll
+        for (int p = 0; p < PF; ++p) st.load(p, wr[p], sr[p]);
+    }
 
     if (!GATEUP && MOEP__F4_PDL) asm volatile("griddepcontrol.wait;" ::: "memory");
 

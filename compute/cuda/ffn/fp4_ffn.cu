@@ -11,7 +11,9 @@
  *     block / two NV blocks) of its two rows (ld.global.nc, L1::no_allocate),
  *     decodes them to f16 by bit placement times the block scale (exact,
  *     fp4_decode.cuh) and feeds the tensor cores (weights = A, tokens = B, f32
- *     accumulate). Loads run 2-3 segments ahead in registers. The K
+ *     accumulate). Loads run 2 segments ahead in registers, or, for packed
+ *     weights and tiles of at most 8 tokens, through a per-warp ring of
+ *     shared memory filled by cp.async (4 segments, 2 per burst). The K
  *     order inside a segment is permuted identically for weights and
  *     activations; x is staged in shared memory (f16, in that order) in
  *     chunks of up to 192 KB. Each thread ends holding the gate and the up sum
@@ -38,13 +40,15 @@
 #endif
 #if MOEP__F4_WGMMA
 #define MOEP__F4_BODY_BIG(G, N, P, X, NT)                                                         \
-    (wg_ok ? moep__fp4_body_wg<G, N, P, X, NT, W>(a, tile, T, sm)                                 \
-           : moep__fp4_body_mma<G, N, P, X, NT, W>(a, tile, T, (uint2 *)sm))
+    (wg_ok ? moep__fp4_body_wg<G, N, P, false, X, NT, W>(a, tile, T, sm)                          \
+           : moep__fp4_body_mma<G, N, P, false, X, NT, W>(a, tile, T, (uint2 *)sm))
 #else
-#define MOEP__F4_BODY_BIG(G, N, P, X, NT) moep__fp4_body_mma<G, N, P, X, NT, W>(a, tile, T, (uint2 *)sm)
+#define MOEP__F4_BODY_BIG(G, N, P, X, NT) moep__fp4_body_mma<G, N, P, false, X, NT, W>(a, tile, T, (uint2 *)sm)
 #endif
 
-template <bool GATEUP, bool NV, bool PK, int XIN, int W>
+/* AS: tiles of at most 8 tokens stream the packed weights through shared
+ * memory (moep__fp4_stream); the others keep the register stream. */
+template <bool GATEUP, bool NV, bool PK, bool AS, int XIN, int W>
 __global__ void __launch_bounds__(moep__fp4_cta<GATEUP, W>::THREADS, moep__fp4_cta<GATEUP, W>::MINB)
     moep__fp4_kernel(const moep__fp4_args_t a) {
 #if MOEP__F4_PDL
@@ -64,23 +68,28 @@ __global__ void __launch_bounds__(moep__fp4_cta<GATEUP, W>::THREADS, moep__fp4_c
     const int64_t rem = tile.row_end - tile.row_start;
     const int T = rem < 64 ? (int)rem : 64;
     if (T <= 8)
-        moep__fp4_body_mma<GATEUP, NV, PK, XIN, 1, W>(a, tile, T, (uint2 *)sm);
+        moep__fp4_body_mma<GATEUP, NV, PK, AS, XIN, 1, W>(a, tile, T, (uint2 *)sm);
     else if (T <= 16)
-        moep__fp4_body_mma<GATEUP, NV, PK, XIN, 2, W>(a, tile, T, (uint2 *)sm);
+        moep__fp4_body_mma<GATEUP, NV, PK, false, XIN, 2, W>(a, tile, T, (uint2 *)sm);
     else if (T <= 32)
         MOEP__F4_BODY_BIG(GATEUP, NV, PK, XIN, 4);
     else
         MOEP__F4_BODY_BIG(GATEUP, NV, PK, XIN, 8);
 }
 
-template <bool GATEUP, bool NV, bool PK, int XIN, int W = 0>
+template <bool GATEUP, bool NV, bool PK, bool AS, int XIN, int W = 0>
 static cudaError_t moep__fp4_launch(const moep__fp4_args_t *a, int32_t max_tiles, bool pdl,
                                     cudaStream_t s) {
+    typedef moep__fp4_cta<GATEUP, W, AS> as_cta_t;
+    typedef moep__fp4_stream<GATEUP, NV, PK, AS> stream_t;
+    /* the register stream's x area, or (AS, few tokens) a smaller x area and the warps' weight rings */
+    const int as_bytes = as_cta_t::XS + as_cta_t::WARPS * stream_t::D * stream_t::SLOT;
+    const int reg_bytes = moep__fp4_cta<GATEUP, W>::XS;
+    const int smem = (AS && as_bytes > reg_bytes ? as_bytes : reg_bytes) + MOEP__F4_SMEM_SLACK;
     static bool attr = false;
     if (!attr) {
-        cudaError_t err = cudaFuncSetAttribute(moep__fp4_kernel<GATEUP, NV, PK, XIN, W>,
-                                               cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               moep__fp4_cta<GATEUP, W>::XS + MOEP__F4_SMEM_SLACK);
+        cudaError_t err = cudaFuncSetAttribute(moep__fp4_kernel<GATEUP, NV, PK, AS, XIN, W>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
         if (err != cudaSuccess) return err;
         attr = true;
     }
@@ -88,22 +97,22 @@ static cudaError_t moep__fp4_launch(const moep__fp4_args_t *a, int32_t max_tiles
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3((unsigned)((a->rows + rows_per_cta - 1) / rows_per_cta), 1, (unsigned)max_tiles);
     cfg.blockDim = dim3(moep__fp4_cta<GATEUP, W>::THREADS);
-    cfg.dynamicSmemBytes = moep__fp4_cta<GATEUP, W>::XS + MOEP__F4_SMEM_SLACK;
+    cfg.dynamicSmemBytes = smem;
     cfg.stream = s;
     cudaLaunchAttribute at[1];
     at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     at[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = at;
     cfg.numAttrs = pdl && MOEP__F4_PDL ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, moep__fp4_kernel<GATEUP, NV, PK, XIN, W>, *a);
+    return cudaLaunchKernelEx(&cfg, moep__fp4_kernel<GATEUP, NV, PK, AS, XIN, W>, *a);
 }
 
 extern "C" size_t moep__fp4_workspace(const moep_expert_weights_t *w, int64_t n) {
     return (size_t)n * (size_t)w->intermediate * 2; /* f16 h */
 }
 
-template <bool NV, bool PK>
-static cudaError_t moep__fp4_ffn_fmt(const moep_expert_weights_t *w, const void *x, const float *xs,
+template <bool NV, bool PK, bool AS>
+static cudaError_t moep__fp4_ffn_run(const moep_expert_weights_t *w, const void *x, const float *xs,
                                      const moep__ffn_rows_t *rows, const moep__ffn_tile_t *tiles,
                                      int32_t max_tiles, void *ws, void *y, cudaStream_t s) {
     const int32_t H = w->hidden, I = w->intermediate;
@@ -124,8 +133,8 @@ static cudaError_t moep__fp4_ffn_fmt(const moep_expert_weights_t *w, const void 
     a.out = h;
     a.K = H;
     a.rows = I;
-    cudaError_t err = xs ? moep__fp4_launch<true, NV, PK, MOEP__X_FP8>(&a, max_tiles, false, s)
-                         : moep__fp4_launch<true, NV, PK, MOEP__X_BF16>(&a, max_tiles, false, s);
+    cudaError_t err = xs ? moep__fp4_launch<true, NV, PK, AS, MOEP__X_FP8>(&a, max_tiles, false, s)
+                         : moep__fp4_launch<true, NV, PK, AS, MOEP__X_BF16>(&a, max_tiles, false, s);
     if (err != cudaSuccess) return err;
     a.x = h;
     a.xs = NULL;
@@ -137,8 +146,23 @@ static cudaError_t moep__fp4_ffn_fmt(const moep_expert_weights_t *w, const void 
     a.rows = H;
     /* tiles of more than 16 tokens: 16-warp down CTAs (the wgmma body) */
     const bool wide = rows->counts != NULL ? rows->max_tokens > 16 : rows->num_rows > 16 * (int64_t)rows->num_experts;
-    return wide ? moep__fp4_launch<false, NV, PK, MOEP__X_F16, 16>(&a, max_tiles, true, s)
-                : moep__fp4_launch<false, NV, PK, MOEP__X_F16>(&a, max_tiles, true, s);
+    return wide ? moep__fp4_launch<false, NV, PK, AS, MOEP__X_F16, 16>(&a, max_tiles, true, s)
+                : moep__fp4_launch<false, NV, PK, AS, MOEP__X_F16>(&a, max_tiles, true, s);
+}
+
+/* Which formats take packed weights through shared memory for tiles of at
+ * most 8 tokens: 0 none, 1 NVFP4, 2 both (H200, T = 1, L2 cold: NVFP4 66
+ * against 74 us, MXFP4 68 against 72). */
+#ifndef MOEP__F4_AS_FMT
+#define MOEP__F4_AS_FMT 2
+#endif
+
+template <bool NV, bool PK>
+static cudaError_t moep__fp4_ffn_fmt(const moep_expert_weights_t *w, const void *x, const float *xs,
+                                     const moep__ffn_rows_t *rows, const moep__ffn_tile_t *tiles,
+                                     int32_t max_tiles, void *ws, void *y, cudaStream_t s) {
+    return moep__fp4_ffn_run<NV, PK, PK && MOEP__F4_AS_FMT >= (NV ? 1 : 2)>(w, x, xs, rows, tiles, max_tiles, ws,
+                                                                          y, s);
 }
 
 extern "C" cudaError_t moep__fp4_ffn(const moep_expert_weights_t *w, const void *x, const float *xs,

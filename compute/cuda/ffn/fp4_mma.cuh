@@ -11,11 +11,11 @@
 
 #include "fp4_common.cuh"
 
-template <bool GATEUP, bool NV, bool PK, int XIN, int NT, int W>
+template <bool GATEUP, bool NV, bool PK, bool AS, int XIN, int NT, int W>
 __device__ __forceinline__ void moep__fp4_body_mma(const moep__fp4_args_t &a, const moep__ffn_tile_t &tile,
                                                    int T, uint2 *xsm) {
-    typedef moep__fp4_stream<GATEUP, NV, PK> stream_t;
-    typedef moep__fp4_cta<GATEUP, W> cta_t;
+    typedef moep__fp4_stream<GATEUP, NV, PK, AS> stream_t;
+    typedef moep__fp4_cta<GATEUP, W, AS> cta_t;
     constexpr int PF = NV ? MOEP__F4_PF_NV : MOEP__F4_PF_MX;
     constexpr bool EARLY = NV ? MOEP__F4_EARLY_NV : MOEP__F4_EARLY_MX;
     constexpr int Tp = NT * 8;
@@ -27,7 +27,8 @@ __device__ __forceinline__ void moep__fp4_body_mma(const moep__fp4_args_t &a, co
     uint4 wr[PF][2];
     uint32_t sr[PF][2];
     float acc[NT][4];
-    const stream_t st = moep__fp4_warp_start<GATEUP, NV, PK, PF, NT, cta_t::WARPS>(a, tile, g, q, r0, wvalid, wr, sr, acc);
+    const stream_t st = moep__fp4_warp_start<GATEUP, NV, PK, AS, PF, NT, cta_t::WARPS>(
+        a, tile, g, q, r0, wvalid, wr, sr, acc, (uint8_t *)xsm + cta_t::XS);
 
     const int segc = ((cta_t::XS / (Tp * 2)) & ~127) >> 7; /* segments per staged chunk */
     int next_stage = 0, cbase = 0;
@@ -55,19 +56,24 @@ __device__ __forceinline__ void moep__fp4_body_mma(const moep__fp4_args_t &a, co
                  * Packed MX scales are all in range (rebiased by the packer):
                  * one loop body, which also spares the instruction cache
                  * (H200, T = 1: 71 against 79 us) */
+                uint4 cur[2];
+                uint32_t sc[2];
+                if (AS)
+                    st.fetch(seg, lane, cur, sc);
+                else
+                    cur[0] = wr[u][0], cur[1] = wr[u][1], sc[0] = sr[u][0], sc[1] = sr[u][1];
                 uint32_t tl[2], th[2], fx[2] = {0x3C003C00u, 0x3C003C00u};
-                const bool general = moep__fp4_fast_factors<NV>(sr[u][0], tl[0], th[0]) |
-                                     moep__fp4_fast_factors<NV>(sr[u][1], tl[1], th[1]);
+                const bool general = moep__fp4_fast_factors<NV>(sc[0], tl[0], th[0]) |
+                                     moep__fp4_fast_factors<NV>(sc[1], tl[1], th[1]);
                 const bool slow = !NV && !PK && __any_sync(0xFFFFFFFFu, general);
                 if (slow) {
 #pragma unroll
                     for (int h = 0; h < 2; ++h) {
-                        fx[h] = moep__mx_factor(sr[u][h], &tl[h]);
+                        fx[h] = moep__mx_factor(sc[h], &tl[h]);
                         th[h] = tl[h];
                     }
                 }
-                const uint4 cur[2] = {wr[u][0], wr[u][1]};
-                if (EARLY) st.load(seg + PF, wr[u], sr[u]);
+                if (EARLY && !AS) st.load(seg + PF, wr[u], sr[u]);
                 const uint2 *xb = xsm + (seg - cbase) * 8 * Tp * 4 + g * 4 + q;
                 auto segment = [&](auto two) {
 #pragma unroll
@@ -95,7 +101,10 @@ __device__ __forceinline__ void moep__fp4_body_mma(const moep__fp4_args_t &a, co
                     segment(std::true_type());
                 else
                     segment(std::false_type());
-                if (!EARLY) st.load(seg + PF, wr[u], sr[u]); /* after cur's last read: no copy */
+                if (AS)
+                    st.refill(seg, lane);
+                else if (!EARLY)
+                    st.load(seg + PF, wr[u], sr[u]); /* after cur's last read: no copy */
             }
         }
     }

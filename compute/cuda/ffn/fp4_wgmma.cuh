@@ -50,12 +50,12 @@ __device__ __forceinline__ void moep__wgmma_wait1(void) {
     MOEP__WGMMA("wgmma.wait_group.sync.aligned 1;" ::: "memory");
 }
 
-template <bool GATEUP, bool NV, bool PK, int XIN, int NT, int W>
+template <bool GATEUP, bool NV, bool PK, bool AS, int XIN, int NT, int W>
 __device__ __forceinline__ void moep__fp4_body_wg(const moep__fp4_args_t &a, const moep__ffn_tile_t &tile,
                                                   int T, uint8_t *sm /* 1024-aligned */) {
     static_assert(NT == 4 || NT == 8, "wgmma N is 32 or 64");
-    typedef moep__fp4_stream<GATEUP, NV, PK> stream_t;
-    typedef moep__fp4_cta<GATEUP, W> cta_t;
+    typedef moep__fp4_stream<GATEUP, NV, PK, AS> stream_t;
+    typedef moep__fp4_cta<GATEUP, W, AS> cta_t;
     constexpr int N = NT * 8, BLK = N * 128;
     constexpr int SEGC = cta_t::XS / (2 * BLK); /* segments per staged chunk */
     /* 2 segments ahead, refilled after use, for both formats: with MXFP4's
@@ -69,7 +69,8 @@ __device__ __forceinline__ void moep__fp4_body_wg(const moep__fp4_args_t &a, con
     uint4 wr[PF][2];
     uint32_t sr[PF][2];
     float acc[NT][4];
-    const stream_t st = moep__fp4_warp_start<GATEUP, NV, PK, PF, NT, cta_t::WARPS>(a, tile, g, q, r0, wvalid, wr, sr, acc);
+    const stream_t st = moep__fp4_warp_start<GATEUP, NV, PK, AS, PF, NT, cta_t::WARPS>(
+        a, tile, g, q, r0, wvalid, wr, sr, acc, sm + cta_t::XS);
     uint32_t A[2][2][4]; /* [ring slot][row half][fragment word] */
 
     const uint64_t desc0 = moep__wgmma_desc(sm);
@@ -101,19 +102,24 @@ __device__ __forceinline__ void moep__fp4_body_wg(const moep__fp4_args_t &a, con
                 /* per-warp branches cannot split a warpgroup's wgmma: row-major
                  * MX always takes the general factor pair here (decode is
                  * shared by 32-64 tokens at these sizes); packed MX is in range */
+                uint4 cur[2];
+                uint32_t sc[2];
+                if (AS)
+                    st.fetch(seg, lane, cur, sc);
+                else
+                    cur[0] = wr[u][0], cur[1] = wr[u][1], sc[0] = sr[u][0], sc[1] = sr[u][1];
                 uint32_t tl[2], th[2], fx[2];
 #pragma unroll
                 for (int h = 0; h < 2; ++h) {
                     if (NV || PK) {
-                        moep__fp4_fast_factors<NV>(sr[u][h], tl[h], th[h]);
+                        moep__fp4_fast_factors<NV>(sc[h], tl[h], th[h]);
                         fx[h] = 0x3C003C00u;
                     } else {
-                        fx[h] = moep__mx_factor(sr[u][h], &tl[h]);
+                        fx[h] = moep__mx_factor(sc[h], &tl[h]);
                         th[h] = tl[h];
                     }
                 }
-                const uint4 cur[2] = {wr[u][0], wr[u][1]};
-                if (EARLY) st.load(seg + PF, wr[u], sr[u]);
+                if (EARLY && !AS) st.load(seg + PF, wr[u], sr[u]);
                 const uint64_t dseg = desc0 + (uint64_t)((2 * (seg - cbase) * BLK) >> 4);
 #pragma unroll
                 for (int j = 0; j < 4; ++j) {
@@ -131,7 +137,10 @@ __device__ __forceinline__ void moep__fp4_body_wg(const moep__fp4_args_t &a, con
                     }
                     moep__wgmma_commit();
                 }
-                if (!EARLY) st.load(seg + PF, wr[u], sr[u]);
+                if (AS)
+                    st.refill(seg, lane);
+                else if (!EARLY)
+                    st.load(seg + PF, wr[u], sr[u]);
             }
         }
     }
