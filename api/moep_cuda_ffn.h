@@ -97,7 +97,9 @@ MOEP_API moep_status_t moep_expert_ffn_cuda_workspace_size(const moep_expert_wei
 /*
  * FP4 weights packed for the GPU kernels, once per weight load (decode reads
  * every weight byte per step: H200, 8 experts 7168 x 2048, T = 1: NVFP4
- * 69 us packed against 75 us row-major, MXFP4 71 against 77 us).
+ * 69 us packed against 75 us row-major, MXFP4 71 against 77 us; packed,
+ * tiles of at most 8 tokens also stream the weights through shared memory:
+ * 66.5 / 68 us with L2 cold, bench/RESULTS.md).
  * `w`: MXFP4 or NVFP4 weights, row-major (MOEP_WEIGHT_LAYOUT_ROWS), in device
  * memory. `buffer`: device memory, 256-byte aligned, of at least the bytes
  * moep_expert_weights_pack_cuda_size gives. On success *packed is w with its
