@@ -37,10 +37,14 @@
 #define MOEP__F4_EARLY_NV 0
 #endif
 /* CTA shape per projection: warps, and shared memory for staged x. Gate/up
- * runs one 16-warp CTA per SM (128 rows of I, so x is staged once for twice
- * the rows, in chunks three times as long); down keeps two 8-warp CTAs per
- * SM (7168 rows in 256-row CTAs would run 1.7 waves). 128 registers either
- * way. */
+ * runs one 16-warp CTA per SM at 128 registers (128 rows of I, so x is
+ * staged once for twice the rows, in chunks three times as long; 8 experts x
+ * 2048 rows are 128 CTAs, one wave on 132 SMs). Down runs one 28-warp CTA
+ * per SM (448 rows: 8 experts x 7168 rows are 128 CTAs, one wave, where 8
+ * or 16 warps per CTA made 1.7 waves), so the compiler has 72 registers
+ * (a few hundred bytes spill in the bodies for more than 8 tokens). H200,
+ * L2 cold, T = 1 / 16 / 64: MXFP4 68.5 / 83 / 145 -> 62.5 / 78.7 / 138.4
+ * us, NVFP4 67.1 / 87.3 / 144.5 -> 61.7 / 80.1 / 140.4. */
 #ifndef MOEP__F4_GU_WARPS
 #define MOEP__F4_GU_WARPS 16
 #endif
@@ -48,16 +52,16 @@
 #define MOEP__F4_GU_XS 196608
 #endif
 #ifndef MOEP__F4_DN_WARPS
-#define MOEP__F4_DN_WARPS 8
+#define MOEP__F4_DN_WARPS 28
 #endif
 #ifndef MOEP__F4_DN_XS
 #define MOEP__F4_DN_XS 65536
 #endif
 #ifndef MOEP__F4_GU_MINB
-#define MOEP__F4_GU_MINB (16 / MOEP__F4_GU_WARPS)
+#define MOEP__F4_GU_MINB (MOEP__F4_GU_WARPS < 16 ? 16 / MOEP__F4_GU_WARPS : 1)
 #endif
 #ifndef MOEP__F4_DN_MINB
-#define MOEP__F4_DN_MINB (16 / MOEP__F4_DN_WARPS)
+#define MOEP__F4_DN_MINB (MOEP__F4_DN_WARPS < 16 ? 16 / MOEP__F4_DN_WARPS : 1)
 #endif
 /* Packed weights through shared memory (AS, moep__fp4_stream): a cp.async
  * ring of D segments per warp, filled B segments (one commit group) at a
@@ -80,17 +84,15 @@
 #ifndef MOEP__F4_AS_DN_XS
 #define MOEP__F4_AS_DN_XS 65536
 #endif
-/* W != 0: a CTA of W warps instead (down for tiles of more than 16 tokens:
- * one 16-warp CTA per SM, H200: T = 64 8 us faster, T = 16 1-3 us). AS: the
- * x area beside the shared-memory weight rings. */
-template <bool GATEUP, int W = 0, bool AS = false>
+/* AS: the x area beside the shared-memory weight rings. */
+template <bool GATEUP, bool AS = false>
 struct moep__fp4_cta {
-    static constexpr int WARPS = W ? W : (GATEUP ? MOEP__F4_GU_WARPS : MOEP__F4_DN_WARPS);
+    static constexpr int WARPS = GATEUP ? MOEP__F4_GU_WARPS : MOEP__F4_DN_WARPS;
     static constexpr int THREADS = 32 * WARPS;
     static constexpr int XS = AS ? (GATEUP ? MOEP__F4_AS_GU_XS : MOEP__F4_AS_DN_XS)
                                  : (GATEUP ? MOEP__F4_GU_XS : MOEP__F4_DN_XS);
-    /* CTAs per SM the registers are budgeted for: 16 warps at 128 registers */
-    static constexpr int MINB = W ? 16 / W : (GATEUP ? MOEP__F4_GU_MINB : MOEP__F4_DN_MINB);
+    /* CTAs per SM the registers are budgeted for */
+    static constexpr int MINB = GATEUP ? MOEP__F4_GU_MINB : MOEP__F4_DN_MINB;
 };
 #ifndef MOEP__F4_L2HINT
 #define MOEP__F4_L2HINT 1 /* ld ... L2::256B prefetch hint on weight loads */
@@ -369,13 +371,13 @@ struct moep__fp4_stream {
  * weight stream with the first PF segments in flight, then (down) the wait
  * for h, and zeroed accumulators.
  */
-template <bool GATEUP, bool NV, bool PK, bool AS, int PF, int NT, int CW>
+template <bool GATEUP, bool NV, bool PK, bool AS, int PF, int NT>
 __device__ __forceinline__ moep__fp4_stream<GATEUP, NV, PK, AS> moep__fp4_warp_start(
     const moep__fp4_args_t &a, const moep__ffn_tile_t &tile, int g, int q, int &r0, bool &wvalid,
     uint4 (&wr)[PF][2], uint32_t (&sr)[PF][2], float (&acc)[NT][4], uint8_t *rings) {
     typedef moep__fp4_stream<GATEUP, NV, PK, AS> stream_t;
     const int warp = threadIdx.x >> 5;
-    r0 = blockIdx.x * (CW * stream_t::WROWS) + warp * stream_t::WROWS;
+    r0 = blockIdx.x * (moep__fp4_cta<GATEUP>::WARPS * stream_t::WROWS) + warp * stream_t::WROWS;
     wvalid = r0 < a.rows; /* rows is a multiple of 32: whole warps */
     stream_t st(a, tile.expert, wvalid ? r0 : a.rows - stream_t::WROWS, g, q);
     if (AS) {

@@ -22,7 +22,7 @@
  *  2. down: the same body on W2 (a warp owns 16 rows of H) with x = h, bf16
  *     y; launched with programmatic dependent launch so that its CTAs start
  *     and issue their first weight loads while gate/up drains
- *     (griddepcontrol.wait before reading h). Two 8-warp CTAs per SM.
+ *     (griddepcontrol.wait before reading h). One 28-warp CTA per SM.
  * Accumulator registers are sized by the tile's token count (1, 2, 4 or 8
  * n-tiles of 8 tokens), chosen per CTA at run time. Weights come row-major or
  * packed (fp4_pack.cu: whole 512-byte reads, MX scales rebiased so that one
@@ -40,16 +40,16 @@
 #endif
 #if MOEP__F4_WGMMA
 #define MOEP__F4_BODY_BIG(G, N, P, X, NT)                                                         \
-    (wg_ok ? moep__fp4_body_wg<G, N, P, false, X, NT, W>(a, tile, T, sm)                          \
-           : moep__fp4_body_mma<G, N, P, false, X, NT, W>(a, tile, T, (uint2 *)sm))
+    (wg_ok ? moep__fp4_body_wg<G, N, P, false, X, NT>(a, tile, T, sm)                             \
+           : moep__fp4_body_mma<G, N, P, false, X, NT>(a, tile, T, (uint2 *)sm))
 #else
-#define MOEP__F4_BODY_BIG(G, N, P, X, NT) moep__fp4_body_mma<G, N, P, false, X, NT, W>(a, tile, T, (uint2 *)sm)
+#define MOEP__F4_BODY_BIG(G, N, P, X, NT) moep__fp4_body_mma<G, N, P, false, X, NT>(a, tile, T, (uint2 *)sm)
 #endif
 
 /* AS: tiles of at most 8 tokens stream the packed weights through shared
  * memory (moep__fp4_stream); the others keep the register stream. */
-template <bool GATEUP, bool NV, bool PK, bool AS, int XIN, int W>
-__global__ void __launch_bounds__(moep__fp4_cta<GATEUP, W>::THREADS, moep__fp4_cta<GATEUP, W>::MINB)
+template <bool GATEUP, bool NV, bool PK, bool AS, int XIN>
+__global__ void __launch_bounds__(moep__fp4_cta<GATEUP>::THREADS, moep__fp4_cta<GATEUP>::MINB)
     moep__fp4_kernel(const moep__fp4_args_t a) {
 #if MOEP__F4_PDL
     /* let the down projection's CTAs start (and issue their first weight
@@ -61,42 +61,42 @@ __global__ void __launch_bounds__(moep__fp4_cta<GATEUP, W>::THREADS, moep__fp4_c
      * slack (which would cost the L1 carve-out a step) the dynamic area is
      * checked and, if it is not aligned, the mma body takes every tile */
     uint8_t *sm = MOEP__F4_SMEM_SLACK ? (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023) : smem_raw;
-    const bool wg_ok = moep__fp4_cta<GATEUP, W>::WARPS % 4 == 0 && /* whole warpgroups */
+    const bool wg_ok = moep__fp4_cta<GATEUP>::WARPS % 4 == 0 && /* whole warpgroups */
                        ((uintptr_t)sm & 1023) == 0;
     const moep__ffn_tile_t tile = moep__fp4_tile(a);
     if (tile.expert < 0) return;
     const int64_t rem = tile.row_end - tile.row_start;
     const int T = rem < 64 ? (int)rem : 64;
     if (T <= 8)
-        moep__fp4_body_mma<GATEUP, NV, PK, AS, XIN, 1, W>(a, tile, T, (uint2 *)sm);
+        moep__fp4_body_mma<GATEUP, NV, PK, AS, XIN, 1>(a, tile, T, (uint2 *)sm);
     else if (T <= 16)
-        moep__fp4_body_mma<GATEUP, NV, PK, false, XIN, 2, W>(a, tile, T, (uint2 *)sm);
+        moep__fp4_body_mma<GATEUP, NV, PK, false, XIN, 2>(a, tile, T, (uint2 *)sm);
     else if (T <= 32)
         MOEP__F4_BODY_BIG(GATEUP, NV, PK, XIN, 4);
     else
         MOEP__F4_BODY_BIG(GATEUP, NV, PK, XIN, 8);
 }
 
-template <bool GATEUP, bool NV, bool PK, bool AS, int XIN, int W = 0>
+template <bool GATEUP, bool NV, bool PK, bool AS, int XIN>
 static cudaError_t moep__fp4_launch(const moep__fp4_args_t *a, int32_t max_tiles, bool pdl,
                                     cudaStream_t s) {
-    typedef moep__fp4_cta<GATEUP, W, AS> as_cta_t;
+    typedef moep__fp4_cta<GATEUP, AS> as_cta_t;
     typedef moep__fp4_stream<GATEUP, NV, PK, AS> stream_t;
     /* the register stream's x area, or (AS, few tokens) a smaller x area and the warps' weight rings */
     const int as_bytes = as_cta_t::XS + as_cta_t::WARPS * stream_t::D * stream_t::SLOT;
-    const int reg_bytes = moep__fp4_cta<GATEUP, W>::XS;
+    const int reg_bytes = moep__fp4_cta<GATEUP>::XS;
     const int smem = (AS && as_bytes > reg_bytes ? as_bytes : reg_bytes) + MOEP__F4_SMEM_SLACK;
     static bool attr = false;
     if (!attr) {
-        cudaError_t err = cudaFuncSetAttribute(moep__fp4_kernel<GATEUP, NV, PK, AS, XIN, W>,
+        cudaError_t err = cudaFuncSetAttribute(moep__fp4_kernel<GATEUP, NV, PK, AS, XIN>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
         if (err != cudaSuccess) return err;
         attr = true;
     }
-    const int rows_per_cta = moep__fp4_cta<GATEUP, W>::WARPS * (GATEUP ? 8 : 16);
+    const int rows_per_cta = moep__fp4_cta<GATEUP>::WARPS * (GATEUP ? 8 : 16);
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3((unsigned)((a->rows + rows_per_cta - 1) / rows_per_cta), 1, (unsigned)max_tiles);
-    cfg.blockDim = dim3(moep__fp4_cta<GATEUP, W>::THREADS);
+    cfg.blockDim = dim3(moep__fp4_cta<GATEUP>::THREADS);
     cfg.dynamicSmemBytes = smem;
     cfg.stream = s;
     cudaLaunchAttribute at[1];
@@ -104,7 +104,7 @@ static cudaError_t moep__fp4_launch(const moep__fp4_args_t *a, int32_t max_tiles
     at[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = at;
     cfg.numAttrs = pdl && MOEP__F4_PDL ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, moep__fp4_kernel<GATEUP, NV, PK, AS, XIN, W>, *a);
+    return cudaLaunchKernelEx(&cfg, moep__fp4_kernel<GATEUP, NV, PK, AS, XIN>, *a);
 }
 
 extern "C" size_t moep__fp4_workspace(const moep_expert_weights_t *w, int64_t n) {
@@ -144,10 +144,7 @@ static cudaError_t moep__fp4_ffn_run(const moep_expert_weights_t *w, const void 
     a.out = y;
     a.K = I;
     a.rows = H;
-    /* tiles of more than 16 tokens: 16-warp down CTAs (the wgmma body) */
-    const bool wide = rows->counts != NULL ? rows->max_tokens > 16 : rows->num_rows > 16 * (int64_t)rows->num_experts;
-    return wide ? moep__fp4_launch<false, NV, PK, AS, MOEP__X_F16, 16>(&a, max_tiles, true, s)
-                : moep__fp4_launch<false, NV, PK, AS, MOEP__X_F16>(&a, max_tiles, true, s);
+    return moep__fp4_launch<false, NV, PK, AS, MOEP__X_F16>(&a, max_tiles, true, s);
 }
 
 /* Which formats take packed weights through shared memory for tiles of at

@@ -11,11 +11,11 @@
 
 #include "fp4_common.cuh"
 
-template <bool GATEUP, bool NV, bool PK, bool AS, int XIN, int NT, int W>
+template <bool GATEUP, bool NV, bool PK, bool AS, int XIN, int NT>
 __device__ __forceinline__ void moep__fp4_body_mma(const moep__fp4_args_t &a, const moep__ffn_tile_t &tile,
                                                    int T, uint2 *xsm) {
     typedef moep__fp4_stream<GATEUP, NV, PK, AS> stream_t;
-    typedef moep__fp4_cta<GATEUP, W, AS> cta_t;
+    typedef moep__fp4_cta<GATEUP, AS> cta_t;
     constexpr int PF = NV ? MOEP__F4_PF_NV : MOEP__F4_PF_MX;
     constexpr bool EARLY = NV ? MOEP__F4_EARLY_NV : MOEP__F4_EARLY_MX;
     constexpr int Tp = NT * 8;
@@ -27,7 +27,7 @@ __device__ __forceinline__ void moep__fp4_body_mma(const moep__fp4_args_t &a, co
     uint4 wr[PF][2];
     uint32_t sr[PF][2];
     float acc[NT][4];
-    const stream_t st = moep__fp4_warp_start<GATEUP, NV, PK, AS, PF, NT, cta_t::WARPS>(
+    const stream_t st = moep__fp4_warp_start<GATEUP, NV, PK, AS, PF, NT>(
         a, tile, g, q, r0, wvalid, wr, sr, acc, (uint8_t *)xsm + cta_t::XS);
 
     const int segc = ((cta_t::XS / (Tp * 2)) & ~127) >> 7; /* segments per staged chunk */

@@ -50,12 +50,12 @@ __device__ __forceinline__ void moep__wgmma_wait1(void) {
     MOEP__WGMMA("wgmma.wait_group.sync.aligned 1;" ::: "memory");
 }
 
-template <bool GATEUP, bool NV, bool PK, bool AS, int XIN, int NT, int W>
+template <bool GATEUP, bool NV, bool PK, bool AS, int XIN, int NT>
 __device__ __forceinline__ void moep__fp4_body_wg(const moep__fp4_args_t &a, const moep__ffn_tile_t &tile,
                                                   int T, uint8_t *sm /* 1024-aligned */) {
     static_assert(NT == 4 || NT == 8, "wgmma N is 32 or 64");
     typedef moep__fp4_stream<GATEUP, NV, PK, AS> stream_t;
-    typedef moep__fp4_cta<GATEUP, W, AS> cta_t;
+    typedef moep__fp4_cta<GATEUP, AS> cta_t;
     constexpr int N = NT * 8, BLK = N * 128;
     constexpr int SEGC = cta_t::XS / (2 * BLK); /* segments per staged chunk */
     /* 2 segments ahead, refilled after use, for both formats: with MXFP4's
@@ -69,7 +69,7 @@ __device__ __forceinline__ void moep__fp4_body_wg(const moep__fp4_args_t &a, con
     uint4 wr[PF][2];
     uint32_t sr[PF][2];
     float acc[NT][4];
-    const stream_t st = moep__fp4_warp_start<GATEUP, NV, PK, AS, PF, NT, cta_t::WARPS>(
+    const stream_t st = moep__fp4_warp_start<GATEUP, NV, PK, AS, PF, NT>(
         a, tile, g, q, r0, wvalid, wr, sr, acc, sm + cta_t::XS);
     uint32_t A[2][2][4]; /* [ring slot][row half][fragment word] */
 
