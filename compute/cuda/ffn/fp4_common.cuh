@@ -350,6 +350,16 @@ struct moep__fp4_stream {
         }
     }
 
+    /* Segment seg's codes and scales as the bodies take them: from its ring
+     * slot (AS), or the registers w / s it was loaded into. */
+    __device__ __forceinline__ void current(int seg, int lane, const uint4 (&w)[2], const uint32_t (&s)[2],
+                                            uint4 (&cur)[2], uint32_t (&sc)[2]) const {
+        if (AS)
+            fetch(seg, lane, cur, sc);
+        else
+            cur[0] = w[0], cur[1] = w[1], sc[0] = s[0], sc[1] = s[1];
+    }
+
     /* 16 bytes of codes and the block scale byte(s) of both rows, segment seg */
     __device__ __forceinline__ void load(int seg, uint4 (&w)[2], uint32_t (&s)[2]) const {
         const int sc = min(seg, lastseg);

@@ -58,10 +58,7 @@ __device__ __forceinline__ void moep__fp4_body_mma(const moep__fp4_args_t &a, co
                  * (H200, T = 1: 71 against 79 us) */
                 uint4 cur[2];
                 uint32_t sc[2];
-                if (AS)
-                    st.fetch(seg, lane, cur, sc);
-                else
-                    cur[0] = wr[u][0], cur[1] = wr[u][1], sc[0] = sr[u][0], sc[1] = sr[u][1];
+                st.current(seg, lane, wr[u], sr[u], cur, sc);
                 uint32_t tl[2], th[2], fx[2] = {0x3C003C00u, 0x3C003C00u};
                 const bool general = moep__fp4_fast_factors<NV>(sc[0], tl[0], th[0]) |
                                      moep__fp4_fast_factors<NV>(sc[1], tl[1], th[1]);

@@ -104,10 +104,7 @@ __device__ __forceinline__ void moep__fp4_body_wg(const moep__fp4_args_t &a, con
                  * shared by 32-64 tokens at these sizes); packed MX is in range */
                 uint4 cur[2];
                 uint32_t sc[2];
-                if (AS)
-                    st.fetch(seg, lane, cur, sc);
-                else
-                    cur[0] = wr[u][0], cur[1] = wr[u][1], sc[0] = sr[u][0], sc[1] = sr[u][1];
+                st.current(seg, lane, wr[u], sr[u], cur, sc);
                 uint32_t tl[2], th[2], fx[2];
 #pragma unroll
                 for (int h = 0; h < 2; ++h) {
