@@ -120,6 +120,16 @@ START_TEST(packed_contiguous_narrow) {
 }
 END_TEST
 
+/* Long K on both projections with tiles of 20 and 40 tokens (wgmma body, N = 32
+ * and 64): x and h go through the shared-memory halves in 3-6 chunks, so the
+ * refills behind the warps (and thread 0 waiting for a half) are exercised;
+ * row-major and packed, both FP4 formats. */
+START_TEST(wide_long_k) {
+    gpu_ffn_case_t c = {fmts[1 + (_i & 1)], 1, 0, 3, 4096, 1536, {40, 20, 0}, 64, 0, 0, _i >> 1};
+    run(&c, 131 + _i);
+}
+END_TEST
+
 START_TEST(packed_narrow_wide_scales) {
     gpu_ffn_case_t c = {fmts[_i], 1, 0, 2, 256, 512, {5, 1}, 8, 0, 0, 1, 1};
     run(&c, 131 + _i);
@@ -146,6 +156,7 @@ Suite *gpu_ffn_device_suite(void) {
     tcase_add_loop_test(t, packed_masked_narrow, 1, 3);
     tcase_add_loop_test(t, packed_contiguous_narrow, 1, 3);
     tcase_add_loop_test(t, packed_narrow_wide_scales, 1, 3);
+    tcase_add_loop_test(t, wide_long_k, 0, 4);
     suite_add_tcase(s, t);
     return s;
 }

@@ -44,7 +44,9 @@
  * or 16 warps per CTA made 1.7 waves), so the compiler has 72 registers
  * (a few hundred bytes spill in the bodies for more than 8 tokens). H200,
  * L2 cold, T = 1 / 16 / 64: MXFP4 68.5 / 83 / 145 -> 62.5 / 78.7 / 138.4
- * us, NVFP4 67.1 / 87.3 / 144.5 -> 61.7 / 80.1 / 140.4. */
+ * us, NVFP4 67.1 / 87.3 / 144.5 -> 61.7 / 80.1 / 140.4. Down's x area is
+ * 128 KB: 4 chunks of h per wgmma tile instead of 8 (T = 64: 1 us faster;
+ * the shared-memory rings of the few-token tiles take more anyway). */
 #ifndef MOEP__F4_GU_WARPS
 #define MOEP__F4_GU_WARPS 16
 #endif
@@ -55,7 +57,7 @@
 #define MOEP__F4_DN_WARPS 28
 #endif
 #ifndef MOEP__F4_DN_XS
-#define MOEP__F4_DN_XS 65536
+#define MOEP__F4_DN_XS 131072
 #endif
 #ifndef MOEP__F4_GU_MINB
 #define MOEP__F4_GU_MINB (MOEP__F4_GU_WARPS < 16 ? 16 / MOEP__F4_GU_WARPS : 1)
@@ -112,12 +114,14 @@ typedef struct moep__fp4_args {
     const int64_t *counts;         /* masked: tokens per expert [E] */
     int64_t max_tokens;            /* masked: rows per expert */
     int32_t tiles_per_expert;      /* masked: ceil(max_tokens / 64) */
-    const void *x;    /* [N, K] */
+    const void *x;    /* [N, K], rows ldx elements apart */
+    const uint8_t *xb; /* x of the tiles of more than 16 tokens, blocked (moep__xblk_off) */
     const float *xs;  /* FP8 x: [N, ceil(K/128)] */
     const uint8_t *wd[2], *ws[2];
     const float *wg[2]; /* NVFP4 global scales [E] */
-    void *out;          /* gate/up: f16 h [N, rows]; down: bf16 y [N, rows] */
+    void *out;          /* gate/up: f16 h [N, rows]; down: bf16 y [N, rows]; rows ldo elements apart */
     int32_t K, rows;    /* rows per matrix */
+    int32_t ldx, ldo;
 } moep__fp4_args_t;
 
 __device__ __forceinline__ float moep__silu4(float g) { return g / (1.0f + expf(-g)); }
@@ -147,11 +151,11 @@ template <int XIN>
 __device__ __forceinline__ void moep__xload(const moep__fp4_args_t &a, int64_t row, int32_t e,
                                             moep__xraw<XIN> &r) {
     if (XIN == MOEP__X_FP8) {
-        const uint2 b = __ldg((const uint2 *)((const uint8_t *)a.x + row * a.K + e));
+        const uint2 b = __ldg((const uint2 *)((const uint8_t *)a.x + row * a.ldx + e));
         r.b = make_uint4(b.x, b.y, 0, 0);
         r.s = __ldg(a.xs + row * ((a.K + 127) >> 7) + (e >> 7));
     } else {
-        r.b = __ldg((const uint4 *)((const uint16_t *)a.x + row * a.K + e));
+        r.b = __ldg((const uint4 *)((const uint16_t *)a.x + row * a.ldx + e));
         r.s = 1.f;
     }
 }
@@ -229,6 +233,21 @@ __device__ void moep__stage_x(const moep__fp4_args_t &a, int64_t row0, int T, in
         for (int i = 0; i < XB; ++i)
             if (nn[i] < T) store(nn[i], gg[i], moep__xconv<XIN>(r[i]));
     }
+}
+
+/*
+ * Blocked x, for the tiles of more than 16 tokens (T of them): in global
+ * memory exactly what the wgmma body's shared memory holds (fp4_wgmma.cuh),
+ * so that staging it is a plain copy by the copy engine. Per 64-slot block
+ * (two per 128-channel segment) T rows of 128 bytes, with the K permutation
+ * and the 128-byte swizzle of the staged layout. moep__fp4_prep writes x this
+ * way and the gate/up wgmma epilogue writes h. Byte offset, from the tile's
+ * first byte (row_start * Kp * 2, Kp = K rounded up to 128), of word w
+ * (channels 8G + w and 8G + w + 4, f16) of group G for token n.
+ */
+__device__ __forceinline__ int64_t moep__xblk_off(int n, int G, int w, int T) {
+    const int blk = 2 * (G >> 4) + ((G >> 1) & 1);
+    return ((int64_t)blk * T + n) * 128 + 16 * ((4 * (G & 1) + w) ^ (n & 7)) + 4 * ((G >> 2) & 3);
 }
 
 /*
@@ -452,17 +471,20 @@ __device__ __forceinline__ uint32_t moep__word(const uint4 &v, int j) {
  * while every product stays normal: here >= 2^-48); * 2^14 is exact in f32.
  * (Folding 2^14 into the scale instead would overflow f16 for scales >= 4.)
  * gate/up: h = f16(silu(gate * gs1) * (up * gs3)), the intermediate never
- * leaves the thread in f32. down: y = bf16(sum * gs2). gs: NVFP4's global
- * scales; packed MXFP4's per-expert powers of 2 (fp4_pack.cu); else 1.
+ * leaves the thread in f32, in rows of ldo (HB: blocked, moep__xblk_off).
+ * down: y = bf16(sum * gs2). gs: NVFP4's global scales; packed MXFP4's
+ * per-expert powers of 2 (fp4_pack.cu); else 1.
  */
-template <bool GATEUP, bool NV, bool PK, int NT>
+template <bool GATEUP, bool NV, bool PK, bool HB, int NT>
 __device__ __forceinline__ void moep__fp4_epilogue(const moep__fp4_args_t &a, const moep__ffn_tile_t &tile,
                                                    int T, int r0, int g, int q, const float (&acc)[NT][4]) {
-    const int ntn = (T + 7) >> 3, rows = a.rows, e = tile.expert;
+    const int ntn = (T + 7) >> 3, e = tile.expert;
+    const int64_t ldo = a.ldo;
     const float post = NV ? 16384.f : 1.f;
     if (GATEUP) {
         const float gs1 = NV || PK ? a.wg[0][e] : 1.f, gs3 = NV || PK ? a.wg[1][e] : 1.f;
-        __half *h = (__half *)a.out + tile.row_start * rows + r0 + g;
+        const int c = r0 + g, G = c >> 3, v = c & 7;
+        __half *h = (__half *)a.out + tile.row_start * ldo;
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt) {
             if (nt >= ntn) continue;
@@ -471,12 +493,17 @@ __device__ __forceinline__ void moep__fp4_epilogue(const moep__fp4_args_t &a, co
                 const int t = nt * 8 + 2 * q + i;
                 const float gv = __fmul_rn(acc[nt][i], post) * gs1;
                 const float uv = __fmul_rn(acc[nt][2 + i], post) * gs3;
-                if (t < T) h[(int64_t)t * rows] = __float2half_rn(moep__silu4(gv) * uv);
+                if (t >= T) continue;
+                const __half hv = __float2half_rn(moep__silu4(gv) * uv);
+                if (HB) /* blocked for the down projection's wgmma body (moep__xblk_off) */
+                    h[(moep__xblk_off(t, G, v & 3, T) >> 1) + (v >> 2)] = hv;
+                else
+                    h[(int64_t)t * ldo + c] = hv;
             }
         }
     } else {
         const float gs = NV || PK ? a.wg[0][e] : 1.f;
-        __nv_bfloat16 *y = (__nv_bfloat16 *)a.out + tile.row_start * rows + r0;
+        __nv_bfloat16 *y = (__nv_bfloat16 *)a.out + tile.row_start * ldo + r0;
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt) {
             if (nt >= ntn) continue;
@@ -484,7 +511,7 @@ __device__ __forceinline__ void moep__fp4_epilogue(const moep__fp4_args_t &a, co
             for (int i = 0; i < 4; ++i) {
                 const int t = nt * 8 + 2 * q + (i & 1);
                 if (t < T)
-                    y[(int64_t)t * rows + g + 8 * (i >> 1)] =
+                    y[(int64_t)t * ldo + g + 8 * (i >> 1)] =
                         __float2bfloat16_rn(__fmul_rn(__fmul_rn(acc[nt][i], post), gs));
             }
         }

@@ -15,10 +15,15 @@
  *     weights and tiles of at most 8 tokens, through a per-warp ring of
  *     shared memory filled by cp.async (4 segments, 2 per burst). The K
  *     order inside a segment is permuted identically for weights and
- *     activations; x is staged in shared memory (f16, in that order) in
- *     chunks of up to 192 KB. Each thread ends holding the gate and the up sum
- *     of its (i, token) pairs and writes h = f16(silu(gate) * up) [N, I]:
- *     SwiGLU is fused, only the f16 h goes through memory.
+ *     activations; x is staged in shared memory (f16, in that order): by the
+ *     threads in chunks of up to 192 KB (tiles of at most 16 tokens), or, for
+ *     the wgmma body, by the copy engine one chunk ahead of the warps, from x
+ *     that moep__fp4_prep (a kernel before gate/up) wrote in exactly that
+ *     layout ("blocked", moep__xblk_off). Each thread ends holding the gate
+ *     and the up sum of its (i, token) pairs and writes h = f16(silu(gate) *
+ *     up) [N, Ip]: SwiGLU is fused, only the f16 h goes through memory
+ *     (blocked for the tiles of more than 16 tokens, so that down copies it
+ *     the same way).
  *  2. down: the same body on W2 (a warp owns 16 rows of H) with x = h, bf16
  *     y; launched with programmatic dependent launch so that its CTAs start
  *     and issue their first weight loads while gate/up drains
@@ -77,6 +82,70 @@ __global__ void __launch_bounds__(moep__fp4_cta<GATEUP>::THREADS, moep__fp4_cta<
         MOEP__F4_BODY_BIG(GATEUP, NV, PK, XIN, 8);
 }
 
+/*
+ * Before gate/up, for the tiles of more than 16 tokens (the wgmma body's):
+ * x converted to f16 and blocked (moep__xblk_off) into a.xb, so that the
+ * gate/up CTAs stage it with bulk copies; and the pad channels [I, Ip) of
+ * their blocked h zeroed (the gate/up epilogue writes only real channels, and
+ * the copies take whole segments). 256 threads, ITEMS groups of 8 channels
+ * each; the CTAs of other tiles exit at once.
+ */
+#ifndef MOEP__F4_PREP_ITEMS
+#define MOEP__F4_PREP_ITEMS 4
+#endif
+template <int XIN>
+__global__ void __launch_bounds__(256) moep__fp4_prep(const moep__fp4_args_t a, uint8_t *xb, uint8_t *h, int32_t I) {
+#if MOEP__F4_PDL
+    asm volatile("griddepcontrol.launch_dependents;");
+#endif
+    const moep__ffn_tile_t tile = moep__fp4_tile(a);
+    if (tile.expert < 0) return;
+    const int64_t rem = tile.row_end - tile.row_start;
+    const int T = rem < 64 ? (int)rem : 64;
+    if (T <= 16) return;
+    const int ng = ((a.K + 127) >> 7) * 16; /* groups of 8 channels per row, pad included */
+    uint8_t *xt = xb + tile.row_start * (int64_t)ng * 16;
+    /* ITEMS items per thread, 256 threads apart, all loads in flight at once */
+    const int it0 = blockIdx.x * 256 * MOEP__F4_PREP_ITEMS + threadIdx.x;
+    moep__xraw<XIN> r[MOEP__F4_PREP_ITEMS];
+#pragma unroll
+    for (int k = 0; k < MOEP__F4_PREP_ITEMS; ++k) {
+        const int it = it0 + 256 * k, n = it / ng, G = it - n * ng;
+        if (n < T && 8 * G < a.K) {
+            moep__xload<XIN>(a, tile.row_start + n, 8 * G, r[k]);
+        } else {
+            r[k].b = make_uint4(0, 0, 0, 0);
+            r[k].s = 0.f;
+        }
+    }
+#pragma unroll
+    for (int k = 0; k < MOEP__F4_PREP_ITEMS; ++k) {
+        const int it = it0 + 256 * k, n = it / ng, G = it - n * ng;
+        if (n >= T) continue;
+        const uint4 c = moep__xconv<XIN>(r[k]);
+        *(uint32_t *)(xt + moep__xblk_off(n, G, 0, T)) = c.x;
+        *(uint32_t *)(xt + moep__xblk_off(n, G, 1, T)) = c.y;
+        *(uint32_t *)(xt + moep__xblk_off(n, G, 2, T)) = c.z;
+        *(uint32_t *)(xt + moep__xblk_off(n, G, 3, T)) = c.w;
+    }
+    const int ngh = ((I + 127) >> 7) * 16, g0 = I >> 3, pad = ngh - g0;
+    uint8_t *ht = h + tile.row_start * (int64_t)ngh * 16;
+    for (int it = blockIdx.x * 256 + threadIdx.x; it < T * pad; it += gridDim.x * 256) { /* pad < 16 groups */
+        const int n = it / pad, G = g0 + it - n * pad;
+#pragma unroll
+        for (int w = 0; w < 4; ++w) *(uint32_t *)(ht + moep__xblk_off(n, G, w, T)) = 0u;
+    }
+}
+
+template <int XIN>
+static cudaError_t moep__fp4_prep_launch(const moep__fp4_args_t *a, int32_t max_tiles, uint8_t *xb, uint8_t *h,
+                                         int32_t I, cudaStream_t s) {
+    const int64_t items = 64 * (int64_t)((a->K + 127) >> 7) * 16;
+    const unsigned gx = (unsigned)((items + 256 * MOEP__F4_PREP_ITEMS - 1) / (256 * MOEP__F4_PREP_ITEMS));
+    moep__fp4_prep<XIN><<<dim3(gx, 1, (unsigned)max_tiles), 256, 0, s>>>(*a, xb, h, I);
+    return cudaGetLastError();
+}
+
 template <bool GATEUP, bool NV, bool PK, bool AS, int XIN>
 static cudaError_t moep__fp4_launch(const moep__fp4_args_t *a, int32_t max_tiles, bool pdl,
                                     cudaStream_t s) {
@@ -84,7 +153,7 @@ static cudaError_t moep__fp4_launch(const moep__fp4_args_t *a, int32_t max_tiles
     typedef moep__fp4_stream<GATEUP, NV, PK, AS> stream_t;
     /* the register stream's x area, or (AS, few tokens) a smaller x area and the warps' weight rings */
     const int as_bytes = as_cta_t::XS + as_cta_t::WARPS * stream_t::D * stream_t::SLOT;
-    const int reg_bytes = moep__fp4_cta<GATEUP>::XS;
+    const int reg_bytes = moep__fp4_cta<GATEUP>::XS + 32; /* + the wgmma body's 4 mbarriers */
     const int smem = (AS && as_bytes > reg_bytes ? as_bytes : reg_bytes) + MOEP__F4_SMEM_SLACK;
     static bool attr = false;
     if (!attr) {
@@ -107,8 +176,16 @@ static cudaError_t moep__fp4_launch(const moep__fp4_args_t *a, int32_t max_tiles
     return cudaLaunchKernelEx(&cfg, moep__fp4_kernel<GATEUP, NV, PK, AS, XIN>, *a);
 }
 
+/* Row strides of the workspace's f16 h and blocked x: K rounded up to 128. */
+static int64_t moep__fp4_kp(int64_t K) { return (K + 127) / 128 * 128; }
+
+static size_t moep__fp4_h_bytes(const moep_expert_weights_t *w, int64_t n) {
+    return ((size_t)n * (size_t)moep__fp4_kp(w->intermediate) * 2 + 255) / 256 * 256;
+}
+
 extern "C" size_t moep__fp4_workspace(const moep_expert_weights_t *w, int64_t n) {
-    return (size_t)n * (size_t)w->intermediate * 2; /* f16 h */
+    /* f16 h [n, Ip], then x blocked for the wgmma body [n, Hp] */
+    return moep__fp4_h_bytes(w, n) + (size_t)n * (size_t)moep__fp4_kp(w->hidden) * 2;
 }
 
 template <bool NV, bool PK, bool AS>
@@ -117,12 +194,15 @@ static cudaError_t moep__fp4_ffn_run(const moep_expert_weights_t *w, const void 
                                      int32_t max_tiles, void *ws, void *y, cudaStream_t s) {
     const int32_t H = w->hidden, I = w->intermediate;
     __half *h = (__half *)ws;
+    uint8_t *xb = (uint8_t *)ws + moep__fp4_h_bytes(w, rows->num_rows);
     moep__fp4_args_t a;
     a.tiles = tiles;
     a.counts = rows->counts;
     a.max_tokens = rows->max_tokens;
     a.tiles_per_expert = (int32_t)((rows->max_tokens + MOEP__FFN_TILE_ROWS - 1) / MOEP__FFN_TILE_ROWS);
     a.x = x;
+    a.xb = xb;
+    a.ldx = H;
     a.xs = xs;
     a.wd[0] = (const uint8_t *)w->w1.data;
     a.wd[1] = (const uint8_t *)w->w3.data;
@@ -131,12 +211,23 @@ static cudaError_t moep__fp4_ffn_run(const moep_expert_weights_t *w, const void 
     a.wg[0] = w->w1.global_scale;
     a.wg[1] = w->w3.global_scale;
     a.out = h;
+    a.ldo = (int32_t)moep__fp4_kp(I);
     a.K = H;
     a.rows = I;
-    cudaError_t err = xs ? moep__fp4_launch<true, NV, PK, AS, MOEP__X_FP8>(&a, max_tiles, false, s)
-                         : moep__fp4_launch<true, NV, PK, AS, MOEP__X_BF16>(&a, max_tiles, false, s);
+    /* tiles of more than 16 tokens can occur: blocked x first, gate/up launched behind it */
+    const bool wide = rows->counts != NULL ? rows->max_tokens > 16 : rows->num_rows > 16;
+    cudaError_t err = cudaSuccess;
+    if (wide)
+        err = xs ? moep__fp4_prep_launch<MOEP__X_FP8>(&a, max_tiles, xb, (uint8_t *)h, I, s)
+                 : moep__fp4_prep_launch<MOEP__X_BF16>(&a, max_tiles, xb, (uint8_t *)h, I, s);
+    if (err != cudaSuccess) return err;
+    err = xs ? moep__fp4_launch<true, NV, PK, AS, MOEP__X_FP8>(&a, max_tiles, wide, s)
+             : moep__fp4_launch<true, NV, PK, AS, MOEP__X_BF16>(&a, max_tiles, wide, s);
     if (err != cudaSuccess) return err;
     a.x = h;
+    a.xb = (const uint8_t *)h;
+    a.ldx = a.ldo;
+    a.ldo = H;
     a.xs = NULL;
     a.wd[0] = a.wd[1] = (const uint8_t *)w->w2.data;
     a.ws[0] = a.ws[1] = (const uint8_t *)w->w2.scales;

@@ -105,7 +105,7 @@ __device__ __forceinline__ void moep__fp4_body_mma(const moep__fp4_args_t &a, co
             }
         }
     }
-    if (wvalid) moep__fp4_epilogue<GATEUP, NV, PK, NT>(a, tile, T, r0, g, q, acc);
+    if (wvalid) moep__fp4_epilogue<GATEUP, NV, PK, false, NT>(a, tile, T, r0, g, q, acc);
 }
 
 #endif /* MOEP_FP4_MMA_CUH */

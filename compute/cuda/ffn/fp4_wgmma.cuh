@@ -6,7 +6,9 @@
  * straight from shared memory: twice the f16 tensor rate of mma.sync on
  * Hopper and no fragment loads. Staged x: per 64-channel block, N rows
  * (tokens) of 128 bytes, 128-byte swizzle (16-byte chunk c of row n at chunk
- * c ^ (n & 7)), k slot 16 * (step & 3) + kappa of block 2 * seg + step / 4.
+ * c ^ (n & 7)), k slot 16 * (step & 3) + kappa of block 2 * seg + step / 4
+ * (rows past the tile's T tokens hold stale data: their columns are never
+ * stored).
  * The A registers are read asynchronously: a ring of two words' fragments,
  * each word's two wgmma one commit group, wait_group 1 before a slot is
  * rewritten. sm_90a only (the wrappers trap elsewhere).
@@ -57,7 +59,6 @@ __device__ __forceinline__ void moep__fp4_body_wg(const moep__fp4_args_t &a, con
     typedef moep__fp4_stream<GATEUP, NV, PK, AS> stream_t;
     typedef moep__fp4_cta<GATEUP, AS> cta_t;
     constexpr int N = NT * 8, BLK = N * 128;
-    constexpr int SEGC = cta_t::XS / (2 * BLK); /* segments per staged chunk */
     /* 2 segments ahead, refilled after use, for both formats: with MXFP4's
      * 3-ahead-early of the mma body T = 64 was 5% slower (H200) */
     constexpr int PF = 2;
@@ -73,32 +74,70 @@ __device__ __forceinline__ void moep__fp4_body_wg(const moep__fp4_args_t &a, con
         a, tile, g, q, r0, wvalid, wr, sr, acc, sm + cta_t::XS);
     uint32_t A[2][2][4]; /* [ring slot][row half][fragment word] */
 
-    const uint64_t desc0 = moep__wgmma_desc(sm);
-    int next_stage = 0, cbase = 0;
-    auto store = [&](int n, int G, uint4 c) {
-        const int j = G & 3, c0 = 4 * (j & 1), sw = n & 7;
-        uint8_t *row = sm + (2 * (G >> 4) + (j >> 1)) * BLK + n * 128 + 4 * ((G >> 2) & 3);
-        *(uint32_t *)(row + (((c0 + 0) ^ sw) << 4)) = c.x;
-        *(uint32_t *)(row + (((c0 + 1) ^ sw) << 4)) = c.y;
-        *(uint32_t *)(row + (((c0 + 2) ^ sw) << 4)) = c.z;
-        *(uint32_t *)(row + (((c0 + 3) ^ sw) << 4)) = c.w;
+    /* x: two halves of the area, SEGC segments each, filled by the copy
+     * engine from blocked x (moep__xblk_off: moep__fp4_prep's for gate/up,
+     * the gate/up epilogue's h for down) one chunk ahead of the warps: no
+     * thread stages anything (H200, MXFP4, T = 64: staging by the threads,
+     * 4-6 L2 round trips per chunk, cost 41 of 139 us). full[h]: chunk in
+     * half h has landed (expect_tx); empty[h]: every warp is done reading it
+     * (one arrival per warp, after its wgmma drained); thread 0 refills a
+     * half as soon as it is empty, testing once per segment, and waits for
+     * it where its own warp needs the chunk. */
+    constexpr int SEGC = cta_t::XS / (4 * BLK);
+    const int nchunk = (nseg + SEGC - 1) / SEGC;
+    const uint32_t xsm = moep__smem_addr(sm), full = xsm + cta_t::XS, empty = full + 16;
+    const uint32_t blk_bytes = (uint32_t)T * 128;
+    const uint8_t *src = a.xb + tile.row_start * (int64_t)nseg * 256;
+    auto issue = [&](int c) {
+        const int half = c & 1, segs = min(SEGC, nseg - c * SEGC);
+        const uint32_t bar = full + 8 * half;
+        asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(2 * segs * blk_bytes)
+                     : "memory");
+        for (int b = 0; b < 2 * segs; ++b)
+            moep__bulk_load(xsm + (half * 2 * SEGC + b) * BLK, src + (int64_t)(2 * c * SEGC + b) * blk_bytes,
+                            blk_bytes, bar);
     };
+    if (GATEUP && MOEP__F4_PDL) asm volatile("griddepcontrol.wait;" ::: "memory"); /* x blocked by moep__fp4_prep */
+    if (threadIdx.x == 0) {
+        asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(full) : "memory");
+        asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(full + 8) : "memory");
+        asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(empty), "n"(cta_t::WARPS) : "memory");
+        asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(empty + 8), "n"(cta_t::WARPS) : "memory");
+        moep__fence_barrier_init();
+    }
+    __syncthreads();
+    int refill = 2; /* thread 0: the next chunk to copy */
+    if (threadIdx.x == 0) {
+        issue(0);
+        if (nchunk > 1) issue(1);
+    }
+    const uint64_t desc0 = moep__wgmma_desc(sm);
 
     for (int seg0 = 0; seg0 < nseg; seg0 += PF) {
 #pragma unroll
         for (int u = 0; u < PF; ++u) {
             const int seg = seg0 + u;
             if (seg < nseg) {
-                if (seg == next_stage) {
-                    moep__wgmma_wait0(); /* no wgmma still reads the old chunk */
-                    __syncthreads();
-                    const int32_t ks = seg * 128;
-                    moep__stage_x<XIN, cta_t::THREADS>(a, tile.row_start, T, ks, min(SEGC * 128, K - ks), K, store);
-                    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-                    __syncthreads();
-                    cbase = seg;
-                    next_stage += SEGC;
+                const int chunk = seg / SEGC, slot = seg - chunk * SEGC;
+                if (slot == 0) {
+                    if (chunk > 0) {
+                        moep__wgmma_wait0(); /* this warp's reads of chunk - 1 are done */
+                        __syncwarp();
+                        if (lane == 0) moep__mbar_arrive_at(empty + 8 * ((chunk - 1) & 1));
+                    }
+                    /* thread 0 may not have found this chunk's half empty yet:
+                     * it waits for that here (never for the chunk it is on) */
+                    if (threadIdx.x == 0 && refill == chunk) {
+                        moep__mbar_wait_at(empty + 8 * (refill & 1), ((refill - 2) >> 1) & 1);
+                        issue(refill++);
+                    }
+                    moep__mbar_wait_at(full + 8 * (chunk & 1), (chunk >> 1) & 1);
                 }
+                if (threadIdx.x == 0 && refill < nchunk &&
+                    moep__mbar_test_at(empty + 8 * (refill & 1), ((refill - 2) >> 1) & 1))
+                    issue(refill++);
+                __syncwarp(); /* converged again for the .aligned wgmma instructions */
+                const uint64_t dseg = desc0 + (uint64_t)((((chunk & 1) * 2 * SEGC + 2 * slot) * BLK) >> 4);
                 /* per-warp branches cannot split a warpgroup's wgmma: row-major
                  * MX always takes the general factor pair here (decode is
                  * shared by 32-64 tokens at these sizes); packed MX is in range */
@@ -117,7 +156,6 @@ __device__ __forceinline__ void moep__fp4_body_wg(const moep__fp4_args_t &a, con
                     }
                 }
                 if (EARLY && !AS) st.load(seg + PF, wr[u], sr[u]);
-                const uint64_t dseg = desc0 + (uint64_t)((2 * (seg - cbase) * BLK) >> 4);
 #pragma unroll
                 for (int j = 0; j < 4; ++j) {
                     uint32_t(&As)[2][4] = A[j & 1];
@@ -142,7 +180,7 @@ __device__ __forceinline__ void moep__fp4_body_wg(const moep__fp4_args_t &a, con
         }
     }
     moep__wgmma_wait0();
-    if (wvalid) moep__fp4_epilogue<GATEUP, NV, PK, NT>(a, tile, T, r0, g, q, acc);
+    if (wvalid) moep__fp4_epilogue<GATEUP, NV, PK, GATEUP, NT>(a, tile, T, r0, g, q, acc);
 }
 
 #endif /* MOEP_FP4_WGMMA_CUH */
