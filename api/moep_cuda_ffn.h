@@ -16,7 +16,10 @@
  *     decoded in registers to f16 (exact: E2M1 times the block scale) for the
  *     tensor cores with f32 accumulation (mma.sync up to 16 tokens per tile,
  *     wgmma above); no dequantized copy is made. SwiGLU is fused into the
- *     gate/up kernel: only the f16 intermediate goes through memory. Tiles of
+ *     gate/up kernel: only the f16 intermediate goes through memory. Where a
+ *     tile can hold more than 16 tokens, a small kernel first writes x as f16
+ *     in the layout the wgmma tiles read, which the copy engine then stages
+ *     (the workspace holds it: N x H x 2 more bytes). Tiles of
  *     64 tokens: made for decode (<= 64 tokens per expert); more tokens are
  *     correct but re-read the weights once per 64 tokens. The masked layout
  *     needs no tile-map launch. Needs H % 32 == 0 and I % 32 == 0.
