@@ -91,18 +91,17 @@ __device__ __forceinline__ void moep__fp4_body_wg(const moep__fp4_args_t &a, con
     auto issue = [&](int c) {
         const int half = c & 1, segs = min(SEGC, nseg - c * SEGC);
         const uint32_t bar = full + 8 * half;
-        asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(2 * segs * blk_bytes)
-                     : "memory");
+        moep__mbar_expect_tx_at(bar, 2 * segs * blk_bytes);
         for (int b = 0; b < 2 * segs; ++b)
             moep__bulk_load(xsm + (half * 2 * SEGC + b) * BLK, src + (int64_t)(2 * c * SEGC + b) * blk_bytes,
                             blk_bytes, bar);
     };
     if (GATEUP && MOEP__F4_PDL) asm volatile("griddepcontrol.wait;" ::: "memory"); /* x blocked by moep__fp4_prep */
     if (threadIdx.x == 0) {
-        asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(full) : "memory");
-        asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(full + 8) : "memory");
-        asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(empty), "n"(cta_t::WARPS) : "memory");
-        asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(empty + 8), "n"(cta_t::WARPS) : "memory");
+        moep__mbar_init_at(full, 1);
+        moep__mbar_init_at(full + 8, 1);
+        moep__mbar_init_at(empty, cta_t::WARPS);
+        moep__mbar_init_at(empty + 8, cta_t::WARPS);
         moep__fence_barrier_init();
     }
     __syncthreads();

@@ -13,6 +13,15 @@ __device__ __forceinline__ void moep__mbar_init(uint64_t *bar, uint32_t count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(moep__smem_addr(bar)), "r"(count));
 }
 
+/* By shared-memory address (hot loops keep barrier addresses in registers). */
+__device__ __forceinline__ void moep__mbar_init_at(uint32_t addr, uint32_t count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(addr), "r"(count) : "memory");
+}
+
+__device__ __forceinline__ void moep__mbar_expect_tx_at(uint32_t addr, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(addr), "r"(bytes) : "memory");
+}
+
 __device__ __forceinline__ void moep__fence_barrier_init(void) {
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
 }
