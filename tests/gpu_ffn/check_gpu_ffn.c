@@ -126,7 +126,7 @@ END_TEST
  * row-major and packed, both FP4 formats. */
 START_TEST(wide_long_k) {
     gpu_ffn_case_t c = {fmts[1 + (_i & 1)], 1, 0, 3, 4096, 1536, {40, 20, 0}, 64, 0, 0, _i >> 1};
-    run(&c, 131 + _i);
+    run(&c, 141 + _i);
 }
 END_TEST
 

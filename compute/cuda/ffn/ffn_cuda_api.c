@@ -40,7 +40,7 @@ static ws_layout_t ws_layout(const moep_expert_weights_t *w, moep_dtype_t x_dtyp
     l.xq = moep__align256((size_t)moep__ffn_max_tiles(rows) * sizeof(moep__ffn_tile_t));
     l.xs = l.xq + (l.quant_x ? moep__align256((size_t)n * H) : 0);
     l.h = l.xs + (l.quant_x ? moep__align256((size_t)n * nbh * 4) : 0);
-    l.hs = l.h + (fp8 ? moep__align256((size_t)n * I) : moep__align256(moep__fp4_workspace(w, n)));
+    l.hs = l.h + (fp8 ? moep__align256((size_t)n * I) : moep__align256(moep__fp4_workspace(w, rows)));
     l.bytes = l.hs + (fp8 ? moep__align256((size_t)n * nbi * 4) : 0);
     return l;
 }

@@ -121,7 +121,7 @@ typedef struct moep__fp4_args {
     const float *wg[2]; /* NVFP4 global scales [E] */
     void *out;          /* gate/up: f16 h [N, rows]; down: bf16 y [N, rows]; rows ldo elements apart */
     int32_t K, rows;    /* rows per matrix */
-    int32_t ldx, ldo;
+    int32_t ldx, ldo;   /* row strides (elements) of x and out */
 } moep__fp4_args_t;
 
 __device__ __forceinline__ float moep__silu4(float g) { return g / (1.0f + expf(-g)); }

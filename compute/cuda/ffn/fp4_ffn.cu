@@ -183,9 +183,16 @@ static size_t moep__fp4_h_bytes(const moep_expert_weights_t *w, int64_t n) {
     return ((size_t)n * (size_t)moep__fp4_kp(w->intermediate) * 2 + 255) / 256 * 256;
 }
 
-extern "C" size_t moep__fp4_workspace(const moep_expert_weights_t *w, int64_t n) {
+/* Whether a tile can hold more than 16 tokens (the wgmma body, which reads
+ * blocked x: moep__fp4_prep runs, and the workspace holds its output). */
+static bool moep__fp4_wide(const moep__ffn_rows_t *rows) {
+    return rows->counts != NULL ? rows->max_tokens > 16 : rows->num_rows > 16;
+}
+
+extern "C" size_t moep__fp4_workspace(const moep_expert_weights_t *w, const moep__ffn_rows_t *rows) {
     /* f16 h [n, Ip], then x blocked for the wgmma body [n, Hp] */
-    return moep__fp4_h_bytes(w, n) + (size_t)n * (size_t)moep__fp4_kp(w->hidden) * 2;
+    const int64_t n = rows->num_rows;
+    return moep__fp4_h_bytes(w, n) + (moep__fp4_wide(rows) ? (size_t)n * (size_t)moep__fp4_kp(w->hidden) * 2 : 0);
 }
 
 template <bool NV, bool PK, bool AS>
@@ -194,7 +201,7 @@ static cudaError_t moep__fp4_ffn_run(const moep_expert_weights_t *w, const void 
                                      int32_t max_tiles, void *ws, void *y, cudaStream_t s) {
     const int32_t H = w->hidden, I = w->intermediate;
     __half *h = (__half *)ws;
-    uint8_t *xb = (uint8_t *)ws + moep__fp4_h_bytes(w, rows->num_rows);
+    uint8_t *xb = (uint8_t *)ws + moep__fp4_h_bytes(w, rows->num_rows); /* used only if wide */
     moep__fp4_args_t a;
     a.tiles = tiles;
     a.counts = rows->counts;
@@ -215,7 +222,7 @@ static cudaError_t moep__fp4_ffn_run(const moep_expert_weights_t *w, const void 
     a.K = H;
     a.rows = I;
     /* tiles of more than 16 tokens can occur: blocked x first, gate/up launched behind it */
-    const bool wide = rows->counts != NULL ? rows->max_tokens > 16 : rows->num_rows > 16;
+    const bool wide = moep__fp4_wide(rows);
     cudaError_t err = cudaSuccess;
     if (wide)
         err = xs ? moep__fp4_prep_launch<MOEP__X_FP8>(&a, max_tiles, xb, (uint8_t *)h, I, s)
