@@ -234,31 +234,9 @@ __global__ void __launch_bounds__(384, 1)
                 const int I = args.n_out;
                 float am0 = 0.f, am1 = 0.f;
 #pragma unroll
-                for (int h = 0; h < 2; ++h) {
-#pragma unroll
-                    for (int c = 0; c < 8; ++c) {
-#pragma unroll
-                        for (int jj = 0; jj < 2; ++jj) {
-                            const bool okc = n_cta + 64 * h + 8 * c + 2 * q + jj < I;
-                            float *sh = sum + 64 * h;
-                            const float h0 = moep__silu(sh[4 * c + jj]) * sh[4 * (c + 8) + jj];
-                            const float h1 = moep__silu(sh[4 * c + 2 + jj]) * sh[4 * (c + 8) + 2 + jj];
-                            sh[4 * c + jj] = h0;
-                            sh[4 * c + 2 + jj] = h1;
-                            if (okc) {
-                                am0 = fmaxf(am0, fabsf(h0));
-                                am1 = fmaxf(am1, fabsf(h1));
-                            }
-                        }
-                    }
-                }
-#pragma unroll
-                for (int o = 1; o < 4; o <<= 1) {
-                    am0 = fmaxf(am0, __shfl_xor_sync(0xffffffffu, am0, o));
-                    am1 = fmaxf(am1, __shfl_xor_sync(0xffffffffu, am1, o));
-                }
-                const float s0 = am0 == 0.f ? 1.f : __fdiv_rn(am0, 448.f);
-                const float s1 = am1 == 0.f ? 1.f : __fdiv_rn(am1, 448.f);
+                for (int h = 0; h < 2; ++h) moep__fp8_swiglu64(sum + 64 * h, n_cta + 64 * h, q, I, am0, am1);
+                moep__quad_max2(am0, am1);
+                const float s0 = moep__e4m3_scale(am0), s1 = moep__e4m3_scale(am1);
                 if (stage && ((I & 15) | ((uintptr_t)args.hq & 15)) == 0) {
                     /* Rows of 128 FP8 through shared memory: 16-byte row-contiguous stores. */
                     uint8_t *sw = smem + MOEP__H_EPI_AT + cw * (64 * MOEP__H_HP);

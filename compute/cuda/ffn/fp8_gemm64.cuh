@@ -153,26 +153,8 @@ __global__ void __launch_bounds__(384, 1)
     if (GATEUP) {
         const int I = args.n_out;
         float am0 = 0.f, am1 = 0.f;
-#pragma unroll
-        for (int c = 0; c < 8; ++c) {
-#pragma unroll
-            for (int j = 0; j < 2; ++j) {
-                const bool okc = n_cta + 64 * cw + 8 * c + 2 * q + j < I;
-                const float h0 = moep__silu(sum[4 * c + j]) * sum[4 * (c + 8) + j];
-                const float h1 = moep__silu(sum[4 * c + 2 + j]) * sum[4 * (c + 8) + 2 + j];
-                sum[4 * c + j] = h0;
-                sum[4 * c + 2 + j] = h1;
-                if (okc) {
-                    am0 = fmaxf(am0, fabsf(h0));
-                    am1 = fmaxf(am1, fabsf(h1));
-                }
-            }
-        }
-#pragma unroll
-        for (int o = 1; o < 4; o <<= 1) {
-            am0 = fmaxf(am0, __shfl_xor_sync(0xffffffffu, am0, o));
-            am1 = fmaxf(am1, __shfl_xor_sync(0xffffffffu, am1, o));
-        }
+        moep__fp8_swiglu64(sum, n_cta + 64 * cw, q, I, am0, am1);
+        moep__quad_max2(am0, am1);
         if (q == 0) {
             red[cw * 64 + r0] = am0;
             red[cw * 64 + r1] = am1;
@@ -180,8 +162,7 @@ __global__ void __launch_bounds__(384, 1)
         moep__named_bar(1, 256);
         am0 = fmaxf(red[r0], red[64 + r0]);
         am1 = fmaxf(red[r1], red[64 + r1]);
-        const float s0 = am0 == 0.f ? 1.f : __fdiv_rn(am0, 448.f);
-        const float s1 = am1 == 0.f ? 1.f : __fdiv_rn(am1, 448.f);
+        const float s0 = moep__e4m3_scale(am0), s1 = moep__e4m3_scale(am1);
 #pragma unroll
         for (int c = 0; c < 8; ++c) {
             const int col = n_cta + 64 * cw + 8 * c + 2 * q;

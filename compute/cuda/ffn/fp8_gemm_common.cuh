@@ -31,6 +31,42 @@ typedef struct moep__fp8_gemm_args {
 
 __device__ __forceinline__ float moep__silu(float g) { return g / (1.0f + expf(-g)); }
 
+/* SwiGLU in place on one 64-channel group of a thread's gate/up sums (wgmma
+ * m64 fragment: gate in v[0..31], up in v[32..63], channel col0 + 8c + 2q (+1)
+ * in v[4c (+1)] for row 0 and v[4c + 2 (+3)] for row 1): the gate values
+ * become h = silu(gate) * up, and am0 / am1 are raised to the rows' largest
+ * |h| over the channels below I (the padding must not set the scale). */
+__device__ __forceinline__ void moep__fp8_swiglu64(float *v, int col0, int q, int I, float &am0, float &am1) {
+#pragma unroll
+    for (int c = 0; c < 8; ++c) {
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+            const bool okc = col0 + 8 * c + 2 * q + j < I;
+            const float h0 = moep__silu(v[4 * c + j]) * v[4 * (c + 8) + j];
+            const float h1 = moep__silu(v[4 * c + 2 + j]) * v[4 * (c + 8) + 2 + j];
+            v[4 * c + j] = h0;
+            v[4 * c + 2 + j] = h1;
+            if (okc) {
+                am0 = fmaxf(am0, fabsf(h0));
+                am1 = fmaxf(am1, fabsf(h1));
+            }
+        }
+    }
+}
+
+/* The maxima of the four lanes (q = 0..3) that share a row pair. */
+__device__ __forceinline__ void moep__quad_max2(float &am0, float &am1) {
+#pragma unroll
+    for (int o = 1; o < 4; o <<= 1) {
+        am0 = fmaxf(am0, __shfl_xor_sync(0xffffffffu, am0, o));
+        am1 = fmaxf(am1, __shfl_xor_sync(0xffffffffu, am1, o));
+    }
+}
+
+/* The 1x128 block scale of h for a block whose largest |h| is amax: E4M3's
+ * largest finite value is 448; an all-zero block gets 1. */
+__device__ __forceinline__ float moep__e4m3_scale(float amax) { return amax == 0.f ? 1.f : __fdiv_rn(amax, 448.f); }
+
 __device__ __forceinline__ uint32_t moep__e4m3x2(float a, float b) {
     return (uint32_t)__nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, __NV_E4M3);
 }
