@@ -17,27 +17,30 @@ static void run(const gpu_ffn_case_t *c, int salt) {
 
 /* Ragged experts, one empty, padding gaps; H, I not multiples of 128. */
 START_TEST(contiguous_ragged) {
-    gpu_ffn_case_t c = {fmts[_i], 0, 0, 4, 416, 224, {37, 0, 130, 5}, 0, 11};
+    gpu_ffn_case_t c = {.fmt = fmts[_i], .E = 4, .H = 416, .I = 224,
+                        .counts = {37, 0, 130, 5}, .pad = 11};
     run(&c, 1 + _i);
 }
 END_TEST
 
 /* All tokens on one expert, the others empty; unpadded. */
 START_TEST(contiguous_one_expert) {
-    gpu_ffn_case_t c = {fmts[_i], 0, 0, 4, 416, 224, {0, 0, 200, 0}, 0, 0};
+    gpu_ffn_case_t c = {.fmt = fmts[_i], .E = 4, .H = 416, .I = 224, .counts = {0, 0, 200, 0}};
     run(&c, 11 + _i);
 }
 END_TEST
 
 START_TEST(masked_ragged) {
-    gpu_ffn_case_t c = {fmts[_i], 1, 0, 4, 416, 224, {37, 0, 130, 5}, 150, 0};
+    gpu_ffn_case_t c = {.fmt = fmts[_i], .masked = 1, .E = 4, .H = 416, .I = 224,
+                        .counts = {37, 0, 130, 5}, .max_tokens = 150};
     run(&c, 21 + _i);
 }
 END_TEST
 
 /* Decode-like: <= 64 tokens per expert, tile-multiple shapes. */
 START_TEST(masked_decode) {
-    gpu_ffn_case_t c = {fmts[_i], 1, 0, 3, 512, 256, {64, 1, 0}, 64, 0};
+    gpu_ffn_case_t c = {.fmt = fmts[_i], .masked = 1, .E = 3, .H = 512, .I = 256,
+                        .counts = {64, 1, 0}, .max_tokens = 64};
     run(&c, 31 + _i);
 }
 END_TEST
@@ -45,21 +48,24 @@ END_TEST
 /* Few tokens per expert (T = 16, 9, 3: the mma body with 2 and 1 n-tiles),
  * an odd number of 128-channel segments in I (5), a caller workspace. */
 START_TEST(masked_small) {
-    gpu_ffn_case_t c = {fmts[_i], 1, 0, 3, 512, 640, {16, 9, 3}, 16, 0, 1};
+    gpu_ffn_case_t c = {.fmt = fmts[_i], .masked = 1, .E = 3, .H = 512, .I = 640,
+                        .counts = {16, 9, 3}, .max_tokens = 16, .caller_ws = 1};
     run(&c, 61 + _i);
 }
 END_TEST
 
 /* FP8 activations + 1x128 scales given by the caller (FP8 dispatch). */
 START_TEST(fp8_input) {
-    gpu_ffn_case_t c = {MOEP_WEIGHTS_FP8_E4M3, _i, 1, 4, 416, 224, {37, 0, 130, 5}, 150, 3};
+    gpu_ffn_case_t c = {.fmt = MOEP_WEIGHTS_FP8_E4M3, .masked = _i, .fp8_input = 1,
+                        .E = 4, .H = 416, .I = 224, .counts = {37, 0, 130, 5}, .max_tokens = 150, .pad = 3};
     run(&c, 41 + _i);
 }
 END_TEST
 
 /* Several 128-blocks in every dimension and more than one n-tile. */
 START_TEST(larger) {
-    gpu_ffn_case_t c = {fmts[_i], 0, 0, 2, 1024, 544, {300, 70}, 0, 5};
+    gpu_ffn_case_t c = {.fmt = fmts[_i], .E = 2, .H = 1024, .I = 544,
+                        .counts = {300, 70}, .pad = 5};
     run(&c, 51 + _i);
 }
 END_TEST
@@ -67,7 +73,8 @@ END_TEST
 /* The caller's workspace (the _ws variants): contiguous FP8 with bf16 x
  * (quantized into the workspace), masked FP4. */
 START_TEST(caller_workspace) {
-    gpu_ffn_case_t c = {fmts[_i], _i > 0, 0, 4, 416, 224, {37, 0, 130, 5}, 150, 0, 1};
+    gpu_ffn_case_t c = {.fmt = fmts[_i], .masked = _i > 0, .E = 4, .H = 416, .I = 224,
+                        .counts = {37, 0, 130, 5}, .max_tokens = 150, .caller_ws = 1};
     run(&c, 61 + _i);
 }
 END_TEST
@@ -77,19 +84,22 @@ END_TEST
  * padded by the packer), decode tiles of 64 tokens (wgmma body), few tokens
  * (mma body) with I = 640 through a caller workspace. */
 START_TEST(packed_contiguous_ragged) {
-    gpu_ffn_case_t c = {fmts[_i], 0, 0, 4, 416, 224, {37, 0, 130, 5}, 0, 11, 0, 1};
+    gpu_ffn_case_t c = {.fmt = fmts[_i], .E = 4, .H = 416, .I = 224,
+                        .counts = {37, 0, 130, 5}, .pad = 11, .packed = 1};
     run(&c, 71 + _i);
 }
 END_TEST
 
 START_TEST(packed_masked_decode) {
-    gpu_ffn_case_t c = {fmts[_i], 1, 0, 3, 512, 256, {64, 1, 0}, 64, 0, 0, 1};
+    gpu_ffn_case_t c = {.fmt = fmts[_i], .masked = 1, .E = 3, .H = 512, .I = 256,
+                        .counts = {64, 1, 0}, .max_tokens = 64, .packed = 1};
     run(&c, 81 + _i);
 }
 END_TEST
 
 START_TEST(packed_masked_small) {
-    gpu_ffn_case_t c = {fmts[_i], 1, 0, 3, 512, 640, {16, 9, 3}, 16, 0, 1, 1};
+    gpu_ffn_case_t c = {.fmt = fmts[_i], .masked = 1, .E = 3, .H = 512, .I = 640,
+                        .counts = {16, 9, 3}, .max_tokens = 16, .caller_ws = 1, .packed = 1};
     run(&c, 91 + _i);
 }
 END_TEST
@@ -98,7 +108,8 @@ END_TEST
  * 2^13, and blocks more than 2^29 below the largest, which the packer flushes
  * (too small to move the error); 64 and 9 tokens (both bodies). */
 START_TEST(packed_wide_scales) {
-    gpu_ffn_case_t c = {fmts[_i], 1, 0, 2, 256, 512, {64, 9}, 64, 0, 0, 1, 1};
+    gpu_ffn_case_t c = {.fmt = fmts[_i], .masked = 1, .E = 2, .H = 256, .I = 512,
+                        .counts = {64, 9}, .max_tokens = 64, .packed = 1, .wide_scales = 1};
     run(&c, 101 + _i);
 }
 END_TEST
@@ -109,13 +120,15 @@ END_TEST
  * partial bursts, ring wrap-around), 416 / 224 (a zero-padded last segment,
  * fewer segments than the ring holds), and wide W2 scales. */
 START_TEST(packed_masked_narrow) {
-    gpu_ffn_case_t c = {fmts[_i], 1, 0, 3, 1024, 640, {8, 1, 0}, 8, 0, 0, 1};
+    gpu_ffn_case_t c = {.fmt = fmts[_i], .masked = 1, .E = 3, .H = 1024, .I = 640,
+                        .counts = {8, 1, 0}, .max_tokens = 8, .packed = 1};
     run(&c, 111 + _i);
 }
 END_TEST
 
 START_TEST(packed_contiguous_narrow) {
-    gpu_ffn_case_t c = {fmts[_i], 0, 0, 4, 416, 224, {3, 0, 8, 1}, 0, 0, 1, 1};
+    gpu_ffn_case_t c = {.fmt = fmts[_i], .E = 4, .H = 416, .I = 224,
+                        .counts = {3, 0, 8, 1}, .caller_ws = 1, .packed = 1};
     run(&c, 121 + _i);
 }
 END_TEST
@@ -125,13 +138,15 @@ END_TEST
  * refills behind the warps (and thread 0 waiting for a half) are exercised;
  * row-major and packed, both FP4 formats. */
 START_TEST(wide_long_k) {
-    gpu_ffn_case_t c = {fmts[1 + (_i & 1)], 1, 0, 3, 4096, 1536, {40, 20, 0}, 64, 0, 0, _i >> 1};
+    gpu_ffn_case_t c = {.fmt = fmts[1 + (_i & 1)], .masked = 1, .E = 3, .H = 4096, .I = 1536,
+                        .counts = {40, 20, 0}, .max_tokens = 64, .packed = _i >> 1};
     run(&c, 141 + _i);
 }
 END_TEST
 
 START_TEST(packed_narrow_wide_scales) {
-    gpu_ffn_case_t c = {fmts[_i], 1, 0, 2, 256, 512, {5, 1}, 8, 0, 0, 1, 1};
+    gpu_ffn_case_t c = {.fmt = fmts[_i], .masked = 1, .E = 2, .H = 256, .I = 512,
+                        .counts = {5, 1}, .max_tokens = 8, .packed = 1, .wide_scales = 1};
     run(&c, 131 + _i);
 }
 END_TEST
