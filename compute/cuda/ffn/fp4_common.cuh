@@ -250,6 +250,12 @@ __device__ __forceinline__ int64_t moep__xblk_off(int n, int G, int w, int T) {
     return ((int64_t)blk * T + n) * 128 + 16 * ((4 * (G & 1) + w) ^ (n & 7)) + 4 * ((G >> 2) & 3);
 }
 
+/* A tile's first byte in blocked x (or h) of K channels per row. */
+template <typename P>
+__device__ __forceinline__ P *moep__xblk_tile(P *base, int64_t row_start, int K) {
+    return base + row_start * (int64_t)((K + 127) >> 7) * 256;
+}
+
 /*
  * One warp's weight rows: gate/up takes 8 rows i of I from W1 (mma rows 0-7,
  * h = 0) and the same rows of W3 (mma rows 8-15, h = 1), so a thread ends

@@ -104,7 +104,7 @@ __global__ void __launch_bounds__(256) moep__fp4_prep(const moep__fp4_args_t a, 
     const int T = rem < 64 ? (int)rem : 64;
     if (T <= 16) return;
     const int ng = ((a.K + 127) >> 7) * 16; /* groups of 8 channels per row, pad included */
-    uint8_t *xt = xb + tile.row_start * (int64_t)ng * 16;
+    uint8_t *xt = moep__xblk_tile(xb, tile.row_start, a.K);
     /* ITEMS items per thread, 256 threads apart, all loads in flight at once */
     const int it0 = blockIdx.x * 256 * MOEP__F4_PREP_ITEMS + threadIdx.x;
     moep__xraw<XIN> r[MOEP__F4_PREP_ITEMS];
@@ -129,7 +129,7 @@ __global__ void __launch_bounds__(256) moep__fp4_prep(const moep__fp4_args_t a, 
         *(uint32_t *)(xt + moep__xblk_off(n, G, 3, T)) = c.w;
     }
     const int ngh = ((I + 127) >> 7) * 16, g0 = I >> 3, pad = ngh - g0;
-    uint8_t *ht = h + tile.row_start * (int64_t)ngh * 16;
+    uint8_t *ht = moep__xblk_tile(h, tile.row_start, I);
     for (int it = blockIdx.x * 256 + threadIdx.x; it < T * pad; it += gridDim.x * 256) { /* pad < 16 groups */
         const int n = it / pad, G = g0 + it - n * pad;
 #pragma unroll

@@ -87,7 +87,7 @@ __device__ __forceinline__ void moep__fp4_body_wg(const moep__fp4_args_t &a, con
     const int nchunk = (nseg + SEGC - 1) / SEGC;
     const uint32_t xsm = moep__smem_addr(sm), full = xsm + cta_t::XS, empty = full + 16;
     const uint32_t blk_bytes = (uint32_t)T * 128;
-    const uint8_t *src = a.xb + tile.row_start * (int64_t)nseg * 256;
+    const uint8_t *src = moep__xblk_tile(a.xb, tile.row_start, K);
     auto issue = [&](int c) {
         const int half = c & 1, segs = min(SEGC, nseg - c * SEGC);
         const uint32_t bar = full + 8 * half;

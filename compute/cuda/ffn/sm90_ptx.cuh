@@ -9,13 +9,14 @@ __device__ __forceinline__ uint32_t moep__smem_addr(const void *p) {
     return (uint32_t)__cvta_generic_to_shared(p);
 }
 
-__device__ __forceinline__ void moep__mbar_init(uint64_t *bar, uint32_t count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(moep__smem_addr(bar)), "r"(count));
-}
-
-/* By shared-memory address (hot loops keep barrier addresses in registers). */
+/* The *_at forms take the barrier's shared-memory address (hot loops keep
+ * barrier addresses in registers); the others its pointer. */
 __device__ __forceinline__ void moep__mbar_init_at(uint32_t addr, uint32_t count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(addr), "r"(count) : "memory");
+}
+
+__device__ __forceinline__ void moep__mbar_init(uint64_t *bar, uint32_t count) {
+    moep__mbar_init_at(moep__smem_addr(bar), count);
 }
 
 __device__ __forceinline__ void moep__mbar_expect_tx_at(uint32_t addr, uint32_t bytes) {
@@ -27,19 +28,14 @@ __device__ __forceinline__ void moep__fence_barrier_init(void) {
 }
 
 __device__ __forceinline__ void moep__mbar_expect_tx(uint64_t *bar, uint32_t bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(moep__smem_addr(bar)),
-                 "r"(bytes)
-                 : "memory");
+    moep__mbar_expect_tx_at(moep__smem_addr(bar), bytes);
 }
 
-__device__ __forceinline__ void moep__mbar_arrive(uint64_t *bar) {
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(moep__smem_addr(bar)) : "memory");
-}
-
-/* By shared-memory address: hot loops keep their barrier addresses in registers. */
 __device__ __forceinline__ void moep__mbar_arrive_at(uint32_t addr) {
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(addr) : "memory");
 }
+
+__device__ __forceinline__ void moep__mbar_arrive(uint64_t *bar) { moep__mbar_arrive_at(moep__smem_addr(bar)); }
 
 __device__ __forceinline__ void moep__mbar_wait_at(uint32_t addr, uint32_t parity) {
     uint32_t done;
