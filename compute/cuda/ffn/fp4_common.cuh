@@ -86,6 +86,12 @@
 #ifndef MOEP__F4_AS_DN_XS
 #define MOEP__F4_AS_DN_XS 65536
 #endif
+#ifndef MOEP__F4_GU_XBUF
+#define MOEP__F4_GU_XBUF 2
+#endif
+#ifndef MOEP__F4_DN_XBUF
+#define MOEP__F4_DN_XBUF 2
+#endif
 /* AS: the x area beside the shared-memory weight rings. */
 template <bool GATEUP, bool AS = false>
 struct moep__fp4_cta {
@@ -93,6 +99,8 @@ struct moep__fp4_cta {
     static constexpr int THREADS = 32 * WARPS;
     static constexpr int XS = AS ? (GATEUP ? MOEP__F4_AS_GU_XS : MOEP__F4_AS_DN_XS)
                                  : (GATEUP ? MOEP__F4_GU_XS : MOEP__F4_DN_XS);
+    /* buffers of the wgmma body's x area (chunks in flight) */
+    static constexpr int XBUF = GATEUP ? MOEP__F4_GU_XBUF : MOEP__F4_DN_XBUF;
     /* CTAs per SM the registers are budgeted for */
     static constexpr int MINB = GATEUP ? MOEP__F4_GU_MINB : MOEP__F4_DN_MINB;
 };

@@ -153,7 +153,7 @@ static cudaError_t moep__fp4_launch(const moep__fp4_args_t *a, int32_t max_tiles
     typedef moep__fp4_stream<GATEUP, NV, PK, AS> stream_t;
     /* the register stream's x area, or (AS, few tokens) a smaller x area and the warps' weight rings */
     const int as_bytes = as_cta_t::XS + as_cta_t::WARPS * stream_t::D * stream_t::SLOT;
-    const int reg_bytes = moep__fp4_cta<GATEUP>::XS + 32; /* + the wgmma body's 4 mbarriers */
+    const int reg_bytes = moep__fp4_cta<GATEUP>::XS + 64; /* + the wgmma body's barriers and counters */
     const int smem = (AS && as_bytes > reg_bytes ? as_bytes : reg_bytes) + MOEP__F4_SMEM_SLACK;
     static bool attr = false;
     if (!attr) {

@@ -74,42 +74,39 @@ __device__ __forceinline__ void moep__fp4_body_wg(const moep__fp4_args_t &a, con
         a, tile, g, q, r0, wvalid, wr, sr, acc, sm + cta_t::XS);
     uint32_t A[2][2][4]; /* [ring slot][row half][fragment word] */
 
-    /* x: two halves of the area, SEGC segments each, filled by the copy
-     * engine from blocked x (moep__xblk_off: moep__fp4_prep's for gate/up,
-     * the gate/up epilogue's h for down) one chunk ahead of the warps: no
-     * thread stages anything (H200, MXFP4, T = 64: staging by the threads,
-     * 4-6 L2 round trips per chunk, cost 41 of 139 us). full[h]: chunk in
-     * half h has landed (expect_tx); empty[h]: every warp is done reading it
-     * (one arrival per warp, after its wgmma drained); thread 0 refills a
-     * half as soon as it is empty, testing once per segment, and waits for
-     * it where its own warp needs the chunk. */
-    constexpr int SEGC = cta_t::XS / (4 * BLK);
+    /* x: NBUF buffers of SEGC segments each, filled by the copy engine from
+     * blocked x (moep__xblk_off: moep__fp4_prep's for gate/up, the gate/up
+     * epilogue's h for down), NBUF - 1 chunks ahead of the warps: no thread
+     * stages anything (H200, MXFP4, T = 64: staging by the threads, 4-6 L2
+     * round trips per chunk, cost 41 of 139 us). full[b]: the chunk in buffer
+     * b has landed (expect_tx). A warp done with a chunk (its wgmma drained)
+     * counts itself out of the buffer; the last warp out copies the chunk
+     * NBUF later into it at once (no polling thread: H200, T = 64, a refill
+     * found by thread 0's once-per-segment test cost up to a segment). */
+    constexpr int NBUF = cta_t::XBUF, SEGC = cta_t::XS / (2 * NBUF * BLK);
     const int nchunk = (nseg + SEGC - 1) / SEGC;
-    const uint32_t xsm = moep__smem_addr(sm), full = xsm + cta_t::XS, empty = full + 16;
+    const uint32_t xsm = moep__smem_addr(sm), full = xsm + cta_t::XS;
+    /* per buffer: warps out so far, over all rounds (last out: a multiple of WARPS) */
+    uint32_t *out_count = (uint32_t *)(sm + cta_t::XS + 8 * NBUF);
     const uint32_t blk_bytes = (uint32_t)T * 128;
     const uint8_t *src = moep__xblk_tile(a.xb, tile.row_start, K);
     auto issue = [&](int c) {
-        const int half = c & 1, segs = min(SEGC, nseg - c * SEGC);
-        const uint32_t bar = full + 8 * half;
+        const int buf = c % NBUF, segs = min(SEGC, nseg - c * SEGC);
+        const uint32_t bar = full + 8 * buf;
         moep__mbar_expect_tx_at(bar, 2 * segs * blk_bytes);
         for (int b = 0; b < 2 * segs; ++b)
-            moep__bulk_load(xsm + (half * 2 * SEGC + b) * BLK, src + (int64_t)(2 * c * SEGC + b) * blk_bytes,
+            moep__bulk_load(xsm + (buf * 2 * SEGC + b) * BLK, src + (int64_t)(2 * c * SEGC + b) * blk_bytes,
                             blk_bytes, bar);
     };
     if (GATEUP && MOEP__F4_PDL) asm volatile("griddepcontrol.wait;" ::: "memory"); /* x blocked by moep__fp4_prep */
-    if (threadIdx.x == 0) {
-        moep__mbar_init_at(full, 1);
-        moep__mbar_init_at(full + 8, 1);
-        moep__mbar_init_at(empty, cta_t::WARPS);
-        moep__mbar_init_at(empty + 8, cta_t::WARPS);
-        moep__fence_barrier_init();
+    if (threadIdx.x < NBUF) {
+        moep__mbar_init_at(full + 8 * threadIdx.x, 1);
+        out_count[threadIdx.x] = 0;
     }
+    if (threadIdx.x == 0) moep__fence_barrier_init();
     __syncthreads();
-    int refill = 2; /* thread 0: the next chunk to copy */
-    if (threadIdx.x == 0) {
-        issue(0);
-        if (nchunk > 1) issue(1);
-    }
+    if (threadIdx.x == 0)
+        for (int c = 0; c < NBUF && c < nchunk; ++c) issue(c);
     const uint64_t desc0 = moep__wgmma_desc(sm);
 
     for (int seg0 = 0; seg0 < nseg; seg0 += PF) {
@@ -122,21 +119,20 @@ __device__ __forceinline__ void moep__fp4_body_wg(const moep__fp4_args_t &a, con
                     if (chunk > 0) {
                         moep__wgmma_wait0(); /* this warp's reads of chunk - 1 are done */
                         __syncwarp();
-                        if (lane == 0) moep__mbar_arrive_at(empty + 8 * ((chunk - 1) & 1));
+                        const int done = chunk - 1;
+                        if (lane == 0) {
+                            __threadfence_block(); /* release: the reads above, before the count */
+                            const uint32_t n = atomicAdd(&out_count[done % NBUF], 1u);
+                            if (n % cta_t::WARPS == cta_t::WARPS - 1 && done + NBUF < nchunk) {
+                                __threadfence_block(); /* acquire: every warp's count before the copy */
+                                issue(done + NBUF);
+                            }
+                        }
                     }
-                    /* thread 0 may not have found this chunk's half empty yet:
-                     * it waits for that here (never for the chunk it is on) */
-                    if (threadIdx.x == 0 && refill == chunk) {
-                        moep__mbar_wait_at(empty + 8 * (refill & 1), ((refill - 2) >> 1) & 1);
-                        issue(refill++);
-                    }
-                    moep__mbar_wait_at(full + 8 * (chunk & 1), (chunk >> 1) & 1);
+                    moep__mbar_wait_at(full + 8 * (chunk % NBUF), (chunk / NBUF) & 1);
                 }
-                if (threadIdx.x == 0 && refill < nchunk &&
-                    moep__mbar_test_at(empty + 8 * (refill & 1), ((refill - 2) >> 1) & 1))
-                    issue(refill++);
                 __syncwarp(); /* converged again for the .aligned wgmma instructions */
-                const uint64_t dseg = desc0 + (uint64_t)((((chunk & 1) * 2 * SEGC + 2 * slot) * BLK) >> 4);
+                const uint64_t dseg = desc0 + (uint64_t)((((chunk % NBUF) * 2 * SEGC + 2 * slot) * BLK) >> 4);
                 /* per-warp branches cannot split a warpgroup's wgmma: row-major
                  * MX always takes the general factor pair here (decode is
                  * shared by 32-64 tokens at these sizes); packed MX is in range */
