@@ -144,6 +144,17 @@ START_TEST(wide_long_k) {
 }
 END_TEST
 
+/* Two calls on one caller workspace (the first on other x): the blocked x,
+ * flags and epoch the first leaves there must not leak into the second;
+ * row-major and packed, both FP4 formats, tiles of 64, 40 and 17 tokens. */
+START_TEST(wide_reuse_workspace) {
+    gpu_ffn_case_t c = {.fmt = fmts[1 + (_i & 1)], .masked = 1, .E = 3, .H = 1024, .I = 640,
+                        .counts = {64, 40, 17}, .max_tokens = 64, .caller_ws = 1, .reuse_ws = 1,
+                        .packed = _i >> 1};
+    run(&c, 151 + _i);
+}
+END_TEST
+
 START_TEST(packed_narrow_wide_scales) {
     gpu_ffn_case_t c = {.fmt = fmts[_i], .masked = 1, .E = 2, .H = 256, .I = 512,
                         .counts = {5, 1}, .max_tokens = 8, .packed = 1, .wide_scales = 1};
@@ -157,6 +168,7 @@ Suite *gpu_ffn_device_suite(void) {
     TCase *t = tcase_create("kernels");
     tcase_set_timeout(t, 300);
     tcase_add_loop_test(t, contiguous_ragged, 0, 3);
+    tcase_add_loop_test(t, wide_reuse_workspace, 0, 4);
     tcase_add_loop_test(t, contiguous_one_expert, 0, 3);
     tcase_add_loop_test(t, masked_ragged, 0, 3);
     tcase_add_loop_test(t, masked_decode, 0, 3);

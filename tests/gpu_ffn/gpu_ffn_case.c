@@ -255,11 +255,25 @@ const char *gpu_ffn_run_case(const gpu_ffn_case_t *c, uint64_t seed) {
             st = MOEP_ERR_INTERNAL;
         }
     }
+    void *dx2 = NULL, *dy2 = NULL;
+    if (st == MOEP_OK && c->caller_ws && c->reuse_ws && !in8) {
+        uint16_t *flipped = malloc((size_t)n * H * 2);
+        for (int64_t i = 0; i < n * H; ++i) flipped[i] = xb[i] ^ 0x8000u;
+        dx2 = upload(flipped, (size_t)n * H * 2);
+        free(flipped);
+        cudaMalloc(&dy2, (size_t)n * H * 2);
+        moep_tensor_t tx2 = tx, ty2 = ty;
+        tx2.data = dx2, ty2.data = dy2;
+        st = c->masked ? moep_expert_ffn_masked_cuda_ws(&w, &tx2, NULL, drows, &ty2, dws, ws_bytes, NULL)
+                       : moep_expert_ffn_cuda_ws(&w, &tx2, NULL, drows, &ty2, dws, ws_bytes, NULL);
+    }
     if (st == MOEP_OK)
         st = c->masked ? moep_expert_ffn_masked_cuda_ws(&w, &tx, in8 ? &ts : NULL, drows, &ty, dws, ws_bytes, NULL)
                        : moep_expert_ffn_cuda_ws(&w, &tx, in8 ? &ts : NULL, drows, &ty, dws, ws_bytes, NULL);
     cudaError_t ce = cudaDeviceSynchronize();
     cudaFree(dws);
+    cudaFree(dx2);
+    cudaFree(dy2);
     uint16_t *yb = malloc((size_t)n * H * 2);
     cudaMemcpy(yb, dy, (size_t)n * H * 2, cudaMemcpyDeviceToHost);
     const char *res = NULL;

@@ -44,6 +44,8 @@ typedef struct gpu_ffn_case {
                          * checking that a misaligned or short buffer is refused) */
     int wide_scales;    /* W2 rows spread over 2^-16 .. 2^16 (MX scales beyond the row-major
                          * path's range, and blocks the packer flushes) */
+    int reuse_ws;       /* with caller_ws: first a call on other x (signs flipped) on the same
+                         * workspace, so whatever that call leaves there must not leak into this one */
 } gpu_ffn_case_t;
 
 /* Runs one case; returns NULL on success, else a static message. */

@@ -59,8 +59,9 @@ int moep__fp8_ffn(const moep_expert_weights_t *w, const uint8_t *xq, const float
 /*
  * FP4 path: x bf16 (xs == NULL) or FP8 + xs; y bf16. ws: device workspace of
  * moep__fp4_workspace(w, rows) bytes (f16 h [N, Ip], then, where a tile can
- * hold more than 16 tokens, x blocked for the wgmma body [N, Hp]; Ip, Hp: I,
- * H rounded up to 128). tiles: the tile table, or
+ * hold more than 16 tokens, x blocked for the wgmma body [N, Hp] and its
+ * epoch and segment flags (fp4_xshare.cuh); Ip, Hp: I, H rounded up to 128).
+ * Kept between calls on one workspace: the epoch. tiles: the tile table, or
  * NULL for masked rows (the kernels derive their tiles from rows->counts).
  */
 size_t moep__fp4_workspace(const moep_expert_weights_t *w, const moep__ffn_rows_t *rows);

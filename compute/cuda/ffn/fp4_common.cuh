@@ -86,6 +86,14 @@
 #ifndef MOEP__F4_AS_DN_XS
 #define MOEP__F4_AS_DN_XS 65536
 #endif
+/* rows of I per gate/up CTA */
+#define MOEP__F4_GU_ROWS (MOEP__F4_GU_WARPS * 8)
+/* The wgmma body's blocked x made by the gate/up CTAs of a tile themselves
+ * where they all fit on the SMs at once (fp4_xshare.cuh), not by
+ * moep__fp4_prep before gate/up. */
+#ifndef MOEP__F4_XBLK_SHARE
+#define MOEP__F4_XBLK_SHARE 1
+#endif
 #ifndef MOEP__F4_GU_XBUF
 #define MOEP__F4_GU_XBUF 2
 #endif
@@ -130,6 +138,9 @@ typedef struct moep__fp4_args {
     void *out;          /* gate/up: f16 h [N, rows]; down: bf16 y [N, rows]; rows ldo elements apart */
     int32_t K, rows;    /* rows per matrix */
     int32_t ldx, ldo;   /* row strides (elements) of x and out */
+    /* gate/up: blocked x is produced while gate/up runs (moep__xflag), NULL:
+     * gate/up waits for moep__fp4_prep to finish; down: the epoch to advance */
+    uint64_t *xsync;
 } moep__fp4_args_t;
 
 __device__ __forceinline__ float moep__silu4(float g) { return g / (1.0f + expf(-g)); }
@@ -240,6 +251,40 @@ __device__ void moep__stage_x(const moep__fp4_args_t &a, int64_t row0, int T, in
 #pragma unroll
         for (int i = 0; i < XB; ++i)
             if (nn[i] < T) store(nn[i], gg[i], moep__xconv<XIN>(r[i]));
+    }
+}
+
+/*
+ * Items (token n, group G of 8 channels) of a tile's x into blocked x at xt
+ * (moep__xblk_off): item it0 + stride * k for k < ITEMS, map(it, n, G)
+ * (n >= T: nothing), all loads in flight at once. Channels past K are zeros.
+ */
+__device__ __forceinline__ int64_t moep__xblk_off(int n, int G, int w, int T);
+template <int XIN, int ITEMS, class Map>
+__device__ __forceinline__ void moep__xblk_items(const moep__fp4_args_t &a, int64_t row_start, uint8_t *xt, int T,
+                                                 int it0, int stride, Map map) {
+    moep__xraw<XIN> r[ITEMS];
+#pragma unroll
+    for (int k = 0; k < ITEMS; ++k) {
+        int n, G;
+        map(it0 + stride * k, n, G);
+        if (n < T && 8 * G < a.K) {
+            moep__xload<XIN>(a, row_start + n, 8 * G, r[k]);
+        } else {
+            r[k].b = make_uint4(0, 0, 0, 0);
+            r[k].s = 0.f;
+        }
+    }
+#pragma unroll
+    for (int k = 0; k < ITEMS; ++k) {
+        int n, G;
+        map(it0 + stride * k, n, G);
+        if (n >= T) continue;
+        const uint4 c = moep__xconv<XIN>(r[k]);
+        *(uint32_t *)(xt + moep__xblk_off(n, G, 0, T)) = c.x;
+        *(uint32_t *)(xt + moep__xblk_off(n, G, 1, T)) = c.y;
+        *(uint32_t *)(xt + moep__xblk_off(n, G, 2, T)) = c.z;
+        *(uint32_t *)(xt + moep__xblk_off(n, G, 3, T)) = c.w;
     }
 }
 
@@ -489,6 +534,16 @@ __device__ __forceinline__ uint32_t moep__word(const uint4 &v, int j) {
  * down: y = bf16(sum * gs2). gs: NVFP4's global scales; packed MXFP4's
  * per-expert powers of 2 (fp4_pack.cu); else 1.
  */
+/* A warp past the last row of I (rows [I, Ip) of blocked h, which down's
+ * copies take whole): zeros for channel c of the tile's T tokens. */
+__device__ __forceinline__ void moep__fp4_h_pad(const moep__fp4_args_t &a, const moep__ffn_tile_t &tile, int T, int c,
+                                                int q) {
+    if (c >= a.ldo) return;
+    __half *h = (__half *)a.out + tile.row_start * a.ldo;
+    const int G = c >> 3, v = c & 7;
+    for (int t = q; t < T; t += 4) h[(moep__xblk_off(t, G, v & 3, T) >> 1) + (v >> 2)] = __float2half_rn(0.f);
+}
+
 template <bool GATEUP, bool NV, bool PK, bool HB, int NT>
 __device__ __forceinline__ void moep__fp4_epilogue(const moep__fp4_args_t &a, const moep__ffn_tile_t &tile,
                                                    int T, int r0, int g, int q, const float (&acc)[NT][4]) {
@@ -537,14 +592,32 @@ __device__ __forceinline__ void moep__fp4_epilogue(const moep__fp4_args_t &a, co
  * counts (tile z is expert z / tiles_per_expert, its (z % tpe)-th 64 rows),
  * which spares the tile-map kernel and its launch on the decode path.
  */
-__device__ __forceinline__ moep__ffn_tile_t moep__fp4_tile(const moep__fp4_args_t &a) {
-    if (a.tiles != NULL) return a.tiles[blockIdx.z];
-    const int e = (int)blockIdx.z / a.tiles_per_expert, t = (int)blockIdx.z - e * a.tiles_per_expert;
+__device__ __forceinline__ moep__ffn_tile_t moep__fp4_tile_at(const moep__fp4_args_t &a, int z) {
+    if (a.tiles != NULL) return a.tiles[z];
+    const int e = z / a.tiles_per_expert, t = z - e * a.tiles_per_expert;
     int64_t c = a.counts[e];
     c = c < 0 ? 0 : (c > a.max_tokens ? a.max_tokens : c);
     const int64_t start = (int64_t)e * a.max_tokens, row = start + (int64_t)t * MOEP__FFN_TILE_ROWS;
     moep__ffn_tile_t tile = {row < start + c ? e : -1, 0, row, start + c};
     return tile;
+}
+
+__device__ __forceinline__ moep__ffn_tile_t moep__fp4_tile(const moep__fp4_args_t &a) {
+    return moep__fp4_tile_at(a, (int)blockIdx.z);
+}
+
+/*
+ * Segment readiness of blocked x (prep overlapped with gate/up): xsync[0] is
+ * the workspace's epoch, xsync[1 + z * nseg + seg] the flag of segment seg of
+ * tile z, set by moep__fp4_prep to moep__xflag(epoch, z, seg) once written.
+ * The down kernel advances the epoch after gate/up, so a flag left by an
+ * earlier call never matches, and a distinct value per (epoch, tile, segment)
+ * makes a stray match with whatever else the caller kept in the workspace
+ * as unlikely as guessing 64 bits. CUDA-graph safe: no host-side counter.
+ */
+__device__ __forceinline__ uint64_t moep__xflag(uint64_t epoch, int z, int seg) {
+    return (epoch + 1) * 0x9E3779B97F4A7C15ull ^ (((uint64_t)(uint32_t)z << 32) | (uint32_t)seg) ^
+           0xD1B54A32D192ED03ull;
 }
 
 #endif /* MOEP_FP4_COMMON_CUH */

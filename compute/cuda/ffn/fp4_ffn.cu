@@ -18,8 +18,10 @@
  *     activations; x is staged in shared memory (f16, in that order): by the
  *     threads in chunks of up to 192 KB (tiles of at most 16 tokens), or, for
  *     the wgmma body, by the copy engine one chunk ahead of the warps, from x
- *     that moep__fp4_prep (a kernel before gate/up) wrote in exactly that
- *     layout ("blocked", moep__xblk_off). Each thread ends holding the gate
+ *     that the tile's gate/up CTAs convert first, a share each
+ *     (fp4_xshare.cuh), or, where they do not all fit on the SMs at once,
+ *     moep__fp4_prep (a kernel before gate/up) wrote, in exactly that layout
+ *     ("blocked", moep__xblk_off). Each thread ends holding the gate
  *     and the up sum of its (i, token) pairs and writes h = f16(silu(gate) *
  *     up) [N, Ip]: SwiGLU is fused, only the f16 h goes through memory
  *     (blocked for the tiles of more than 16 tokens, so that down copies it
@@ -68,6 +70,13 @@ __global__ void __launch_bounds__(moep__fp4_cta<GATEUP>::THREADS, moep__fp4_cta<
     uint8_t *sm = MOEP__F4_SMEM_SLACK ? (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023) : smem_raw;
     const bool wg_ok = moep__fp4_cta<GATEUP>::WARPS % 4 == 0 && /* whole warpgroups */
                        ((uintptr_t)sm & 1023) == 0;
+    if (MOEP__F4_XBLK_SHARE && !GATEUP && a.xsync != NULL && threadIdx.x == 0 && blockIdx.x == 0 && blockIdx.z == 0) {
+        /* gate/up is done with this call's flags: advance the epoch */
+#if MOEP__F4_PDL
+        asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+        a.xsync[0] += 1;
+    }
     const moep__ffn_tile_t tile = moep__fp4_tile(a);
     if (tile.expert < 0) return;
     const int64_t rem = tile.row_end - tile.row_start;
@@ -83,18 +92,17 @@ __global__ void __launch_bounds__(moep__fp4_cta<GATEUP>::THREADS, moep__fp4_cta<
 }
 
 /*
- * Before gate/up, for the tiles of more than 16 tokens (the wgmma body's):
- * x converted to f16 and blocked (moep__xblk_off) into a.xb, so that the
- * gate/up CTAs stage it with bulk copies; and the pad channels [I, Ip) of
- * their blocked h zeroed (the gate/up epilogue writes only real channels, and
- * the copies take whole segments). 256 threads, ITEMS groups of 8 channels
- * each; the CTAs of other tiles exit at once.
+ * Before gate/up, where it cannot convert x itself (moep__fp4_xblk_share:
+ * more gate/up CTAs than SMs), for the tiles of more than 16 tokens (the
+ * wgmma body's): x converted to f16 and blocked (moep__xblk_off) into a.xb,
+ * so that the gate/up CTAs stage it with bulk copies. 256 threads, ITEMS
+ * groups of 8 channels each; the CTAs of other tiles exit at once.
  */
 #ifndef MOEP__F4_PREP_ITEMS
 #define MOEP__F4_PREP_ITEMS 4
 #endif
 template <int XIN>
-__global__ void __launch_bounds__(256) moep__fp4_prep(const moep__fp4_args_t a, uint8_t *xb, uint8_t *h, int32_t I) {
+__global__ void __launch_bounds__(256) moep__fp4_prep(const moep__fp4_args_t a, uint8_t *xb) {
 #if MOEP__F4_PDL
     asm volatile("griddepcontrol.launch_dependents;");
 #endif
@@ -104,45 +112,20 @@ __global__ void __launch_bounds__(256) moep__fp4_prep(const moep__fp4_args_t a, 
     const int T = rem < 64 ? (int)rem : 64;
     if (T <= 16) return;
     const int ng = ((a.K + 127) >> 7) * 16; /* groups of 8 channels per row, pad included */
-    uint8_t *xt = moep__xblk_tile(xb, tile.row_start, a.K);
-    /* ITEMS items per thread, 256 threads apart, all loads in flight at once */
-    const int it0 = blockIdx.x * 256 * MOEP__F4_PREP_ITEMS + threadIdx.x;
-    moep__xraw<XIN> r[MOEP__F4_PREP_ITEMS];
-#pragma unroll
-    for (int k = 0; k < MOEP__F4_PREP_ITEMS; ++k) {
-        const int it = it0 + 256 * k, n = it / ng, G = it - n * ng;
-        if (n < T && 8 * G < a.K) {
-            moep__xload<XIN>(a, tile.row_start + n, 8 * G, r[k]);
-        } else {
-            r[k].b = make_uint4(0, 0, 0, 0);
-            r[k].s = 0.f;
-        }
-    }
-#pragma unroll
-    for (int k = 0; k < MOEP__F4_PREP_ITEMS; ++k) {
-        const int it = it0 + 256 * k, n = it / ng, G = it - n * ng;
-        if (n >= T) continue;
-        const uint4 c = moep__xconv<XIN>(r[k]);
-        *(uint32_t *)(xt + moep__xblk_off(n, G, 0, T)) = c.x;
-        *(uint32_t *)(xt + moep__xblk_off(n, G, 1, T)) = c.y;
-        *(uint32_t *)(xt + moep__xblk_off(n, G, 2, T)) = c.z;
-        *(uint32_t *)(xt + moep__xblk_off(n, G, 3, T)) = c.w;
-    }
-    const int ngh = ((I + 127) >> 7) * 16, g0 = I >> 3, pad = ngh - g0;
-    uint8_t *ht = moep__xblk_tile(h, tile.row_start, I);
-    for (int it = blockIdx.x * 256 + threadIdx.x; it < T * pad; it += gridDim.x * 256) { /* pad < 16 groups */
-        const int n = it / pad, G = g0 + it - n * pad;
-#pragma unroll
-        for (int w = 0; w < 4; ++w) *(uint32_t *)(ht + moep__xblk_off(n, G, w, T)) = 0u;
-    }
+    /* item it: token it / ng, group it % ng */
+    moep__xblk_items<XIN, MOEP__F4_PREP_ITEMS>(a, tile.row_start, moep__xblk_tile(xb, tile.row_start, a.K), T,
+                                               blockIdx.x * 256 * MOEP__F4_PREP_ITEMS + threadIdx.x, 256,
+                                               [&](int it, int &n, int &G) {
+                                                   n = it / ng;
+                                                   G = it - n * ng;
+                                               });
 }
 
 template <int XIN>
-static cudaError_t moep__fp4_prep_launch(const moep__fp4_args_t *a, int32_t max_tiles, uint8_t *xb, uint8_t *h,
-                                         int32_t I, cudaStream_t s) {
+static cudaError_t moep__fp4_prep_launch(const moep__fp4_args_t *a, int32_t max_tiles, uint8_t *xb, cudaStream_t s) {
     const int64_t items = 64 * (int64_t)((a->K + 127) >> 7) * 16;
     const unsigned gx = (unsigned)((items + 256 * MOEP__F4_PREP_ITEMS - 1) / (256 * MOEP__F4_PREP_ITEMS));
-    moep__fp4_prep<XIN><<<dim3(gx, 1, (unsigned)max_tiles), 256, 0, s>>>(*a, xb, h, I);
+    moep__fp4_prep<XIN><<<dim3(gx, 1, (unsigned)max_tiles), 256, 0, s>>>(*a, xb);
     return cudaGetLastError();
 }
 
@@ -162,7 +145,7 @@ static cudaError_t moep__fp4_launch(const moep__fp4_args_t *a, int32_t max_tiles
         if (err != cudaSuccess) return err;
         attr = true;
     }
-    const int rows_per_cta = moep__fp4_cta<GATEUP>::WARPS * (GATEUP ? 8 : 16);
+    const int rows_per_cta = GATEUP ? MOEP__F4_GU_ROWS : moep__fp4_cta<false>::WARPS * 16;
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3((unsigned)((a->rows + rows_per_cta - 1) / rows_per_cta), 1, (unsigned)max_tiles);
     cfg.blockDim = dim3(moep__fp4_cta<GATEUP>::THREADS);
@@ -189,10 +172,31 @@ static bool moep__fp4_wide(const moep__ffn_rows_t *rows) {
     return rows->counts != NULL ? rows->max_tokens > 16 : rows->num_rows > 16;
 }
 
+static size_t moep__fp4_xb_bytes(const moep_expert_weights_t *w, int64_t n) {
+    return ((size_t)n * (size_t)moep__fp4_kp(w->hidden) * 2 + 255) / 256 * 256;
+}
+
 extern "C" size_t moep__fp4_workspace(const moep_expert_weights_t *w, const moep__ffn_rows_t *rows) {
-    /* f16 h [n, Ip], then x blocked for the wgmma body [n, Hp] */
+    /* f16 h [n, Ip], then, where a tile can be wide: x blocked for the wgmma
+     * body [n, Hp], the epoch and the segment flags [tiles, Hp / 128] */
     const int64_t n = rows->num_rows;
-    return moep__fp4_h_bytes(w, n) + (moep__fp4_wide(rows) ? (size_t)n * (size_t)moep__fp4_kp(w->hidden) * 2 : 0);
+    if (!moep__fp4_wide(rows)) return moep__fp4_h_bytes(w, n);
+    const size_t flags = (size_t)moep__ffn_max_tiles(rows) * (size_t)(moep__fp4_kp(w->hidden) / 128);
+    return moep__fp4_h_bytes(w, n) + moep__fp4_xb_bytes(w, n) + 8 * (1 + flags);
+}
+
+/* Multiprocessors of the current device (cached per device). */
+static int moep__fp4_sms(void) {
+    static int sms[64];
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0) return 0;
+    if (dev >= 64) {
+        int n = 0;
+        return cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess ? n : 0;
+    }
+    if (sms[dev] == 0 && cudaDeviceGetAttribute(&sms[dev], cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+        sms[dev] = 0;
+    return sms[dev];
 }
 
 template <bool NV, bool PK, bool AS>
@@ -201,7 +205,8 @@ static cudaError_t moep__fp4_ffn_run(const moep_expert_weights_t *w, const void 
                                      int32_t max_tiles, void *ws, void *y, cudaStream_t s) {
     const int32_t H = w->hidden, I = w->intermediate;
     __half *h = (__half *)ws;
-    uint8_t *xb = (uint8_t *)ws + moep__fp4_h_bytes(w, rows->num_rows); /* used only if wide */
+    uint8_t *xb = (uint8_t *)ws + moep__fp4_h_bytes(w, rows->num_rows); /* these two only if wide */
+    uint64_t *xsync = (uint64_t *)(xb + moep__fp4_xb_bytes(w, rows->num_rows));
     moep__fp4_args_t a;
     a.tiles = tiles;
     a.counts = rows->counts;
@@ -221,15 +226,28 @@ static cudaError_t moep__fp4_ffn_run(const moep_expert_weights_t *w, const void 
     a.ldo = (int32_t)moep__fp4_kp(I);
     a.K = H;
     a.rows = I;
-    /* tiles of more than 16 tokens can occur: blocked x first, gate/up launched behind it */
+    a.xsync = NULL;
+    /* tiles of more than 16 tokens can occur: blocked x, made by the gate/up
+     * CTAs themselves where they all fit on the SMs at once (one per SM:
+     * fp4_xshare.cuh; no extra launch), else by moep__fp4_prep before them */
     const bool wide = moep__fp4_wide(rows);
     cudaError_t err = cudaSuccess;
-    if (wide)
-        err = xs ? moep__fp4_prep_launch<MOEP__X_FP8>(&a, max_tiles, xb, (uint8_t *)h, I, s)
-                 : moep__fp4_prep_launch<MOEP__X_BF16>(&a, max_tiles, xb, (uint8_t *)h, I, s);
+    bool prep = false;
+    if (wide) {
+        const int64_t gu_ctas = (int64_t)max_tiles * ((I + MOEP__F4_GU_ROWS - 1) / MOEP__F4_GU_ROWS);
+        if (MOEP__F4_XBLK_SHARE && gu_ctas <= moep__fp4_sms())
+            a.xsync = xsync; /* one wave: gate/up converts x itself */
+        else
+            prep = true;
+    }
+    if (prep)
+        err = xs ? moep__fp4_prep_launch<MOEP__X_FP8>(&a, max_tiles, xb, s)
+                 : moep__fp4_prep_launch<MOEP__X_BF16>(&a, max_tiles, xb, s);
     if (err != cudaSuccess) return err;
-    err = xs ? moep__fp4_launch<true, NV, PK, AS, MOEP__X_FP8>(&a, max_tiles, wide, s)
-             : moep__fp4_launch<true, NV, PK, AS, MOEP__X_BF16>(&a, max_tiles, wide, s);
+    /* behind the prep: PDL (gate/up loads weights while it drains); else a
+     * plain launch, which the caller's kernel before (writing x) must finish */
+    err = xs ? moep__fp4_launch<true, NV, PK, AS, MOEP__X_FP8>(&a, max_tiles, prep, s)
+             : moep__fp4_launch<true, NV, PK, AS, MOEP__X_BF16>(&a, max_tiles, prep, s);
     if (err != cudaSuccess) return err;
     a.x = h;
     a.xb = (const uint8_t *)h;

@@ -17,6 +17,7 @@
 #define MOEP_FP4_WGMMA_CUH
 
 #include "fp4_common.cuh"
+#include "fp4_xshare.cuh"
 #include "sm90_ptx.cuh"
 
 /* D[64x32] += A[64x16] (f16, registers) * B[16x32] (f16, K-major in shared memory). */
@@ -98,7 +99,12 @@ __device__ __forceinline__ void moep__fp4_body_wg(const moep__fp4_args_t &a, con
             moep__bulk_load(xsm + (buf * 2 * SEGC + b) * BLK, src + (int64_t)(2 * c * SEGC + b) * blk_bytes,
                             blk_bytes, bar);
     };
-    if (GATEUP && MOEP__F4_PDL) asm volatile("griddepcontrol.wait;" ::: "memory"); /* x blocked by moep__fp4_prep */
+    /* blocked x: made here (fp4_xshare.cuh), or by moep__fp4_prep (wait for its grid) */
+    if (MOEP__F4_XBLK_SHARE && GATEUP && a.xsync != NULL) {
+        moep__fp4_xshare<XIN, cta_t::THREADS>(a, tile, T);
+    } else if (GATEUP && MOEP__F4_PDL) {
+        asm volatile("griddepcontrol.wait;" ::: "memory"); /* x blocked by moep__fp4_prep */
+    }
     if (threadIdx.x < NBUF) {
         moep__mbar_init_at(full + 8 * threadIdx.x, 1);
         out_count[threadIdx.x] = 0;
@@ -175,7 +181,10 @@ __device__ __forceinline__ void moep__fp4_body_wg(const moep__fp4_args_t &a, con
         }
     }
     moep__wgmma_wait0();
-    if (wvalid) moep__fp4_epilogue<GATEUP, NV, PK, GATEUP, NT>(a, tile, T, r0, g, q, acc);
+    if (wvalid)
+        moep__fp4_epilogue<GATEUP, NV, PK, GATEUP, NT>(a, tile, T, r0, g, q, acc);
+    else if (GATEUP)
+        moep__fp4_h_pad(a, tile, T, r0 + g, q);
 }
 
 #endif /* MOEP_FP4_WGMMA_CUH */

@@ -75,6 +75,22 @@ __device__ __forceinline__ void moep__bulk_load(uint32_t dst, const void *src, u
                  : "memory");
 }
 
+__device__ __forceinline__ uint64_t moep__ld_relaxed_u64(const uint64_t *p) {
+    uint64_t v;
+    asm volatile("ld.relaxed.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+    return v;
+}
+
+__device__ __forceinline__ void moep__st_release_u64(uint64_t *p, uint64_t v) {
+    asm volatile("st.release.gpu.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
+
+/* Global data written through the generic proxy (plain stores, seen through
+ * an acquire), read next by the copy engine (async proxy). */
+__device__ __forceinline__ void moep__fence_proxy_async_global(void) {
+    asm volatile("fence.proxy.async.global;" ::: "memory");
+}
+
 /* 2-D tile load: box at (col c0, row c1) into smem, completing on bar. */
 __device__ __forceinline__ void moep__tma_load_2d(void *dst, const CUtensorMap *map, uint64_t *bar,
                                                   int32_t c0, int32_t c1) {
