@@ -155,6 +155,15 @@ START_TEST(wide_reuse_workspace) {
 }
 END_TEST
 
+/* More gate/up CTAs than an H100 / H200 has SMs (9 tiles x 16): blocked x
+ * comes from moep__fp4_prep before gate/up, not from the gate/up CTAs. */
+START_TEST(wide_many_tiles) {
+    gpu_ffn_case_t c = {.fmt = fmts[1 + _i], .masked = 1, .E = 3, .H = 256, .I = 2048,
+                        .counts = {192, 100, 30}, .max_tokens = 192, .packed = 1};
+    run(&c, 161 + _i);
+}
+END_TEST
+
 START_TEST(packed_narrow_wide_scales) {
     gpu_ffn_case_t c = {.fmt = fmts[_i], .masked = 1, .E = 2, .H = 256, .I = 512,
                         .counts = {5, 1}, .max_tokens = 8, .packed = 1, .wide_scales = 1};
@@ -169,6 +178,7 @@ Suite *gpu_ffn_device_suite(void) {
     tcase_set_timeout(t, 300);
     tcase_add_loop_test(t, contiguous_ragged, 0, 3);
     tcase_add_loop_test(t, wide_reuse_workspace, 0, 4);
+    tcase_add_loop_test(t, wide_many_tiles, 0, 2);
     tcase_add_loop_test(t, contiguous_one_expert, 0, 3);
     tcase_add_loop_test(t, masked_ragged, 0, 3);
     tcase_add_loop_test(t, masked_decode, 0, 3);
