@@ -76,7 +76,10 @@ MOEP_API moep_status_t moep_expert_ffn_masked_cuda(const moep_expert_weights_t *
  * The same with the caller's workspace: `workspace` is device memory,
  * 256-byte aligned, of at least the bytes moep_expert_ffn_cuda_workspace_size
  * gives for these weights and this x; it is in use until the work enqueued
- * on `stream` has run. workspace == NULL: taken and freed on the stream, as
+ * on `stream` has run. One workspace may serve call after call (layers,
+ * CUDA-graph replays) in stream order; the FP4 path keeps an epoch counter
+ * in it from one call to the next, and whatever else is there between calls
+ * does no harm. workspace == NULL: taken and freed on the stream, as
  * above. Errors as above, plus MOEP_ERR_INVALID_ARG (misaligned workspace)
  * and MOEP_ERR_SHAPE (workspace_bytes too small).
  */

@@ -155,6 +155,16 @@ START_TEST(wide_reuse_workspace) {
 }
 END_TEST
 
+/* The call in a CUDA graph, replayed twice on one workspace: the blocked-x
+ * flags of the first replay must not pass for the second's. */
+START_TEST(wide_graph_replay) {
+    gpu_ffn_case_t c = {.fmt = fmts[1 + (_i & 1)], .masked = 1, .E = 3, .H = 1024, .I = 640,
+                        .counts = {64, 40, 17}, .max_tokens = 64, .caller_ws = 1, .graph = 1,
+                        .packed = _i >> 1};
+    run(&c, 171 + _i);
+}
+END_TEST
+
 /* More gate/up CTAs than an H100 / H200 has SMs (9 tiles x 16): blocked x
  * comes from moep__fp4_prep before gate/up, not from the gate/up CTAs. */
 START_TEST(wide_many_tiles) {
@@ -179,6 +189,7 @@ Suite *gpu_ffn_device_suite(void) {
     tcase_add_loop_test(t, contiguous_ragged, 0, 3);
     tcase_add_loop_test(t, wide_reuse_workspace, 0, 4);
     tcase_add_loop_test(t, wide_many_tiles, 0, 2);
+    tcase_add_loop_test(t, wide_graph_replay, 0, 4);
     tcase_add_loop_test(t, contiguous_one_expert, 0, 3);
     tcase_add_loop_test(t, masked_ragged, 0, 3);
     tcase_add_loop_test(t, masked_decode, 0, 3);

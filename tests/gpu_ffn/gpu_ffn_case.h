@@ -46,6 +46,8 @@ typedef struct gpu_ffn_case {
                          * path's range, and blocks the packer flushes) */
     int reuse_ws;       /* with caller_ws: first a call on other x (signs flipped) on the same
                          * workspace, so whatever that call leaves there must not leak into this one */
+    int graph;          /* with caller_ws (bf16 x): the call captured in a CUDA graph, replayed on
+                         * x with signs flipped, then on x (the state it keeps must advance on the GPU) */
 } gpu_ffn_case_t;
 
 /* Runs one case; returns NULL on success, else a static message. */
