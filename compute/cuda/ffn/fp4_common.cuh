@@ -138,8 +138,8 @@ typedef struct moep__fp4_args {
     void *out;          /* gate/up: f16 h [N, rows]; down: bf16 y [N, rows]; rows ldo elements apart */
     int32_t K, rows;    /* rows per matrix */
     int32_t ldx, ldo;   /* row strides (elements) of x and out */
-    /* gate/up: blocked x is produced while gate/up runs (moep__xflag), NULL:
-     * gate/up waits for moep__fp4_prep to finish; down: the epoch to advance */
+    /* gate/up: its CTAs make blocked x themselves (fp4_xshare.cuh: epoch,
+     * flags); NULL: moep__fp4_prep made it. down: the epoch to advance */
     uint64_t *xsync;
 } moep__fp4_args_t;
 
@@ -521,6 +521,16 @@ __device__ __forceinline__ uint32_t moep__word(const uint4 &v, int j) {
     return j == 0 ? v.x : (j == 1 ? v.y : (j == 2 ? v.z : v.w));
 }
 
+/* A warp past the last row of I (rows [I, Ip) of blocked h, which down's
+ * copies take whole): zeros for channel c of the tile's T tokens. */
+__device__ __forceinline__ void moep__fp4_h_pad(const moep__fp4_args_t &a, const moep__ffn_tile_t &tile, int T, int c,
+                                                int q) {
+    if (c >= a.ldo) return;
+    __half *h = (__half *)a.out + tile.row_start * a.ldo;
+    const int G = c >> 3, v = c & 7;
+    for (int t = q; t < T; t += 4) h[(moep__xblk_off(t, G, v & 3, T) >> 1) + (v >> 2)] = __float2half_rn(0.f);
+}
+
 /*
  * Write a warp's results; accumulator i of n-tile nt is token nt * 8 + 2q +
  * (i & 1) of mma row g (i < 2) or g + 8. NVFP4: A = (value * 2^-14) * scale,
@@ -534,16 +544,6 @@ __device__ __forceinline__ uint32_t moep__word(const uint4 &v, int j) {
  * down: y = bf16(sum * gs2). gs: NVFP4's global scales; packed MXFP4's
  * per-expert powers of 2 (fp4_pack.cu); else 1.
  */
-/* A warp past the last row of I (rows [I, Ip) of blocked h, which down's
- * copies take whole): zeros for channel c of the tile's T tokens. */
-__device__ __forceinline__ void moep__fp4_h_pad(const moep__fp4_args_t &a, const moep__ffn_tile_t &tile, int T, int c,
-                                                int q) {
-    if (c >= a.ldo) return;
-    __half *h = (__half *)a.out + tile.row_start * a.ldo;
-    const int G = c >> 3, v = c & 7;
-    for (int t = q; t < T; t += 4) h[(moep__xblk_off(t, G, v & 3, T) >> 1) + (v >> 2)] = __float2half_rn(0.f);
-}
-
 template <bool GATEUP, bool NV, bool PK, bool HB, int NT>
 __device__ __forceinline__ void moep__fp4_epilogue(const moep__fp4_args_t &a, const moep__ffn_tile_t &tile,
                                                    int T, int r0, int g, int q, const float (&acc)[NT][4]) {
@@ -592,7 +592,8 @@ __device__ __forceinline__ void moep__fp4_epilogue(const moep__fp4_args_t &a, co
  * counts (tile z is expert z / tiles_per_expert, its (z % tpe)-th 64 rows),
  * which spares the tile-map kernel and its launch on the decode path.
  */
-__device__ __forceinline__ moep__ffn_tile_t moep__fp4_tile_at(const moep__fp4_args_t &a, int z) {
+__device__ __forceinline__ moep__ffn_tile_t moep__fp4_tile(const moep__fp4_args_t &a) {
+    const int z = (int)blockIdx.z;
     if (a.tiles != NULL) return a.tiles[z];
     const int e = z / a.tiles_per_expert, t = z - e * a.tiles_per_expert;
     int64_t c = a.counts[e];
@@ -602,14 +603,10 @@ __device__ __forceinline__ moep__ffn_tile_t moep__fp4_tile_at(const moep__fp4_ar
     return tile;
 }
 
-__device__ __forceinline__ moep__ffn_tile_t moep__fp4_tile(const moep__fp4_args_t &a) {
-    return moep__fp4_tile_at(a, (int)blockIdx.z);
-}
-
 /*
- * Segment readiness of blocked x (prep overlapped with gate/up): xsync[0] is
- * the workspace's epoch, xsync[1 + z * nseg + seg] the flag of segment seg of
- * tile z, set by moep__fp4_prep to moep__xflag(epoch, z, seg) once written.
+ * Segment readiness of blocked x made by the gate/up CTAs (fp4_xshare.cuh):
+ * xsync[0] is the workspace's epoch, xsync[1 + z * nseg + seg] the flag of
+ * segment seg of tile z, set to moep__xflag(epoch, z, seg) once written.
  * The down kernel advances the epoch after gate/up, so a flag left by an
  * earlier call never matches, and a distinct value per (epoch, tile, segment)
  * makes a stray match with whatever else the caller kept in the workspace

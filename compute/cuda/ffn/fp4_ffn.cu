@@ -100,8 +100,8 @@ __global__ void __launch_bounds__(moep__fp4_cta<GATEUP>::THREADS, moep__fp4_cta<
 }
 
 /*
- * Before gate/up, where it cannot convert x itself (moep__fp4_xblk_share:
- * more gate/up CTAs than SMs), for the tiles of more than 16 tokens (the
+ * Before gate/up, where its CTAs cannot convert x themselves
+ * (fp4_xshare.cuh: more gate/up CTAs than SMs), for the tiles of more than 16 tokens (the
  * wgmma body's): x converted to f16 and blocked (moep__xblk_off) into a.xb,
  * so that the gate/up CTAs stage it with bulk copies. 256 threads, ITEMS
  * groups of 8 channels each; the CTAs of other tiles exit at once.
