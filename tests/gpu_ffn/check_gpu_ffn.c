@@ -134,9 +134,9 @@ START_TEST(packed_contiguous_narrow) {
 END_TEST
 
 /* Long K on both projections with tiles of 20 and 40 tokens (wgmma body, N = 32
- * and 64): x and h go through the shared-memory halves in 3-6 chunks, so the
- * refills behind the warps (and thread 0 waiting for a half) are exercised;
- * row-major and packed, both FP4 formats. */
+ * and 64): x and h go through the shared-memory buffers in 3-6 chunks, so the
+ * refills by the last warp out of a buffer are exercised; row-major and
+ * packed, both FP4 formats. */
 START_TEST(wide_long_k) {
     gpu_ffn_case_t c = {.fmt = fmts[1 + (_i & 1)], .masked = 1, .E = 3, .H = 4096, .I = 1536,
                         .counts = {40, 20, 0}, .max_tokens = 64, .packed = _i >> 1};
@@ -144,24 +144,16 @@ START_TEST(wide_long_k) {
 }
 END_TEST
 
-/* Two calls on one caller workspace (the first on other x): the blocked x,
- * flags and epoch the first leaves there must not leak into the second;
- * row-major and packed, both FP4 formats, tiles of 64, 40 and 17 tokens. */
-START_TEST(wide_reuse_workspace) {
+/* One caller workspace used twice, the first time on other x: two calls
+ * (_i < 4), or the call captured in a CUDA graph and replayed (_i >= 4). The
+ * blocked x, flags and epoch the first leaves there must not pass for the
+ * second's; row-major and packed, both FP4 formats, tiles of 64, 40 and 17
+ * tokens. */
+START_TEST(wide_workspace_reused) {
     gpu_ffn_case_t c = {.fmt = fmts[1 + (_i & 1)], .masked = 1, .E = 3, .H = 1024, .I = 640,
-                        .counts = {64, 40, 17}, .max_tokens = 64, .caller_ws = 1, .reuse_ws = 1,
-                        .packed = _i >> 1};
+                        .counts = {64, 40, 17}, .max_tokens = 64, .caller_ws = 1, .reuse_ws = _i < 4,
+                        .graph = _i >= 4, .packed = (_i >> 1) & 1};
     run(&c, 151 + _i);
-}
-END_TEST
-
-/* The call in a CUDA graph, replayed twice on one workspace: the blocked-x
- * flags of the first replay must not pass for the second's. */
-START_TEST(wide_graph_replay) {
-    gpu_ffn_case_t c = {.fmt = fmts[1 + (_i & 1)], .masked = 1, .E = 3, .H = 1024, .I = 640,
-                        .counts = {64, 40, 17}, .max_tokens = 64, .caller_ws = 1, .graph = 1,
-                        .packed = _i >> 1};
-    run(&c, 171 + _i);
 }
 END_TEST
 
@@ -187,9 +179,8 @@ Suite *gpu_ffn_device_suite(void) {
     TCase *t = tcase_create("kernels");
     tcase_set_timeout(t, 300);
     tcase_add_loop_test(t, contiguous_ragged, 0, 3);
-    tcase_add_loop_test(t, wide_reuse_workspace, 0, 4);
+    tcase_add_loop_test(t, wide_workspace_reused, 0, 8);
     tcase_add_loop_test(t, wide_many_tiles, 0, 2);
-    tcase_add_loop_test(t, wide_graph_replay, 0, 4);
     tcase_add_loop_test(t, contiguous_one_expert, 0, 3);
     tcase_add_loop_test(t, masked_ragged, 0, 3);
     tcase_add_loop_test(t, masked_decode, 0, 3);

@@ -106,6 +106,21 @@ static int pack_weights(moep_expert_weights_t *w, void **buf, char *err, size_t 
     return 0;
 }
 
+/* The _ws call of the case's layout. */
+static moep_status_t ffn_ws(const gpu_ffn_case_t *c, const moep_expert_weights_t *w, const moep_tensor_t *x,
+                            const moep_tensor_t *xs, const void *drows, moep_tensor_t *y, void *ws, size_t ws_bytes,
+                            cudaStream_t s) {
+    return c->masked ? moep_expert_ffn_masked_cuda_ws(w, x, xs, drows, y, ws, ws_bytes, (moep_stream_t)s)
+                     : moep_expert_ffn_cuda_ws(w, x, xs, drows, y, ws, ws_bytes, (moep_stream_t)s);
+}
+
+/* bf16 x with every sign flipped (other x for a first call on a workspace). */
+static uint16_t *sign_flipped(const uint16_t *xb, size_t count) {
+    uint16_t *f = malloc(count * 2);
+    for (size_t i = 0; i < count; ++i) f[i] = xb[i] ^ 0x8000u;
+    return f;
+}
+
 /* The _ws call captured once in a CUDA graph on its own stream, replayed on x
  * with every sign flipped, then on x itself (y keeps the second replay's). */
 static moep_status_t run_graph_twice(const gpu_ffn_case_t *c, const moep_expert_weights_t *w, moep_tensor_t *tx,
@@ -116,11 +131,9 @@ static moep_status_t run_graph_twice(const gpu_ffn_case_t *c, const moep_expert_
     cudaGraphExec_t ge = NULL;
     if (cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) != cudaSuccess) return MOEP_ERR_INTERNAL;
     moep_status_t st = MOEP_ERR_INTERNAL;
-    uint16_t *flipped = malloc(count * 2);
-    for (size_t i = 0; i < count; ++i) flipped[i] = xb[i] ^ 0x8000u;
+    uint16_t *flipped = sign_flipped(xb, count);
     if (cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess) {
-        st = c->masked ? moep_expert_ffn_masked_cuda_ws(w, tx, NULL, drows, ty, dws, ws_bytes, (moep_stream_t)s)
-                       : moep_expert_ffn_cuda_ws(w, tx, NULL, drows, ty, dws, ws_bytes, (moep_stream_t)s);
+        st = ffn_ws(c, w, tx, NULL, drows, ty, dws, ws_bytes, s);
         if (cudaStreamEndCapture(s, &g) != cudaSuccess && st == MOEP_OK) st = MOEP_ERR_INTERNAL;
     }
     if (st == MOEP_OK && cudaGraphInstantiate(&ge, g, 0) != cudaSuccess) st = MOEP_ERR_INTERNAL;
@@ -269,15 +282,10 @@ const char *gpu_ffn_run_case(const gpu_ffn_case_t *c, uint64_t seed) {
         if (st == MOEP_OK && cudaMalloc(&dws, ws_bytes + 256) != cudaSuccess) st = MOEP_ERR_NO_MEMORY;
         /* refused: misaligned, one byte short */
         moep_status_t bad_align = st != MOEP_OK ? MOEP_ERR_INVALID_ARG
-                                  : c->masked ? moep_expert_ffn_masked_cuda_ws(&w, &tx, in8 ? &ts : NULL, drows, &ty,
-                                                                               (char *)dws + 16, ws_bytes, NULL)
-                                              : moep_expert_ffn_cuda_ws(&w, &tx, in8 ? &ts : NULL, drows, &ty,
-                                                                        (char *)dws + 16, ws_bytes, NULL);
-        moep_status_t bad_size = st != MOEP_OK ? MOEP_ERR_SHAPE
-                                 : c->masked ? moep_expert_ffn_masked_cuda_ws(&w, &tx, in8 ? &ts : NULL, drows, &ty,
-                                                                              dws, ws_bytes - 1, NULL)
-                                             : moep_expert_ffn_cuda_ws(&w, &tx, in8 ? &ts : NULL, drows, &ty,
-                                                                       dws, ws_bytes - 1, NULL);
+                                                : ffn_ws(c, &w, &tx, in8 ? &ts : NULL, drows, &ty, (char *)dws + 16,
+                                                         ws_bytes, NULL);
+        moep_status_t bad_size =
+            st != MOEP_OK ? MOEP_ERR_SHAPE : ffn_ws(c, &w, &tx, in8 ? &ts : NULL, drows, &ty, dws, ws_bytes - 1, NULL);
         if (st == MOEP_OK && (bad_align != MOEP_ERR_INVALID_ARG || bad_size != MOEP_ERR_SHAPE)) {
             snprintf(ws_msg, sizeof ws_msg, "workspace checks: misaligned gave %s, one byte short %s",
                      moep_status_name(bad_align), moep_status_name(bad_size));
@@ -286,22 +294,18 @@ const char *gpu_ffn_run_case(const gpu_ffn_case_t *c, uint64_t seed) {
     }
     void *dx2 = NULL, *dy2 = NULL;
     if (st == MOEP_OK && c->caller_ws && c->reuse_ws && !in8) {
-        uint16_t *flipped = malloc((size_t)n * H * 2);
-        for (int64_t i = 0; i < n * H; ++i) flipped[i] = xb[i] ^ 0x8000u;
+        uint16_t *flipped = sign_flipped(xb, (size_t)n * H);
         dx2 = upload(flipped, (size_t)n * H * 2);
         free(flipped);
         cudaMalloc(&dy2, (size_t)n * H * 2);
         moep_tensor_t tx2 = tx, ty2 = ty;
         tx2.data = dx2, ty2.data = dy2;
-        st = c->masked ? moep_expert_ffn_masked_cuda_ws(&w, &tx2, NULL, drows, &ty2, dws, ws_bytes, NULL)
-                       : moep_expert_ffn_cuda_ws(&w, &tx2, NULL, drows, &ty2, dws, ws_bytes, NULL);
+        st = ffn_ws(c, &w, &tx2, NULL, drows, &ty2, dws, ws_bytes, NULL);
     }
-    if (st == MOEP_OK && c->graph && c->caller_ws && !in8) {
+    if (st == MOEP_OK && c->graph && c->caller_ws && !in8)
         st = run_graph_twice(c, &w, &tx, drows, &ty, dws, ws_bytes, xb, (size_t)n * H);
-    } else if (st == MOEP_OK) {
-        st = c->masked ? moep_expert_ffn_masked_cuda_ws(&w, &tx, in8 ? &ts : NULL, drows, &ty, dws, ws_bytes, NULL)
-                       : moep_expert_ffn_cuda_ws(&w, &tx, in8 ? &ts : NULL, drows, &ty, dws, ws_bytes, NULL);
-    }
+    else if (st == MOEP_OK)
+        st = ffn_ws(c, &w, &tx, in8 ? &ts : NULL, drows, &ty, dws, ws_bytes, NULL);
     cudaError_t ce = cudaDeviceSynchronize();
     cudaFree(dws);
     cudaFree(dx2);

@@ -76,8 +76,9 @@ __device__ __forceinline__ void moep__fp4_body_wg(const moep__fp4_args_t &a, con
     uint32_t A[2][2][4]; /* [ring slot][row half][fragment word] */
 
     /* x: NBUF buffers of SEGC segments each, filled by the copy engine from
-     * blocked x (moep__xblk_off: moep__fp4_prep's for gate/up, the gate/up
-     * epilogue's h for down), NBUF - 1 chunks ahead of the warps: no thread
+     * blocked x (moep__xblk_off: for gate/up made by its CTAs, fp4_xshare.cuh,
+     * or by moep__fp4_prep; for down the gate/up epilogue's h), NBUF - 1
+     * chunks ahead of the warps: no thread
      * stages anything (H200, MXFP4, T = 64: staging by the threads, 4-6 L2
      * round trips per chunk, cost 41 of 139 us). full[b]: the chunk in buffer
      * b has landed (expect_tx). A warp done with a chunk (its wgmma drained)

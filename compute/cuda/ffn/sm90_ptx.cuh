@@ -54,19 +54,6 @@ __device__ __forceinline__ void moep__mbar_wait(uint64_t *bar, uint32_t parity) 
     moep__mbar_wait_at(moep__smem_addr(bar), parity);
 }
 
-/* Non-blocking: whether the phase of the given parity has completed. */
-__device__ __forceinline__ bool moep__mbar_test_at(uint32_t addr, uint32_t parity) {
-    uint32_t done;
-    asm volatile(
-        "{\n\t.reg .pred p;\n\t"
-        "mbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2;\n\t"
-        "selp.u32 %0, 1, 0, p;\n\t}"
-        : "=r"(done)
-        : "r"(addr), "r"(parity)
-        : "memory");
-    return done != 0;
-}
-
 /* Contiguous bytes (a multiple of 16, both ends 16-byte aligned) global ->
  * shared by the copy engine, completing on the barrier at bar_addr. */
 __device__ __forceinline__ void moep__bulk_load(uint32_t dst, const void *src, uint32_t bytes, uint32_t bar_addr) {
