@@ -1,7 +1,8 @@
 """Peers for bench/gpu_ffn_bench.cu on the same GPU, same run (issue 6).
 
 d2d copy bandwidth, one 8192^3 FP8 torch._scaled_mm, the prefill FFN as
-torch._scaled_mm per expert (rowwise scales, bf16 out), and the decode FFN with
+torch._scaled_mm per expert (rowwise scales, and 1x128 / 128x128 block
+scales as moep's FP8 path uses; bf16 out), and the decode FFN with
 bf16 weights as torch.matmul per expert, timed per call (host launches
 included, median_ms) and as a CUDA-graph replay with L2 flushed (GPU time,
 median_gpu_ms). Prints "RESULT name value unit".
@@ -114,12 +115,45 @@ def ffn():
         torch._scaled_mm(hq8, w2[e].t(), scale_a=s, scale_b=sb_2, out_dtype=torch.bfloat16)
 
 
+# The same scaling as moep's FP8 path: activations 1x128 (outer-dim-major, as
+# cuBLAS wants them), weights 128x128 (scale_b.t() is the [N/128, K/128] grid).
+def outer_major(rows, cols):
+    return (torch.rand(cols, rows, device=dev) + 0.5).t()
+
+
+sa_xb = outer_major(T, H // 128)
+sb_13b = (torch.rand(2 * I // 128, H // 128, device=dev) + 0.5).t()
+sa_hb = outer_major(T, I // 128)
+sb_2b = (torch.rand(H // 128, I // 128, device=dev) + 0.5).t()
+
+
+def gemms_block():
+    for e in range(E):
+        torch._scaled_mm(xq[e], w13[e].t(), scale_a=sa_xb, scale_b=sb_13b, out_dtype=torch.bfloat16)
+        torch._scaled_mm(hq[e], w2[e].t(), scale_a=sa_hb, scale_b=sb_2b, out_dtype=torch.bfloat16)
+
+
+def ffn_block():
+    for e in range(E):
+        gu = torch._scaled_mm(xq[e], w13[e].t(), scale_a=sa_xb, scale_b=sb_13b, out_dtype=torch.bfloat16)
+        h = (F.silu(gu[:, :I]) * gu[:, I:]).view(T, I // 128, 128)
+        s = h.abs().amax(dim=2, keepdim=True).float().clamp(min=1e-12) / 448.0
+        hq8 = (h / s).to(torch.float8_e4m3fn).view(T, I)
+        s = s.view(T, I // 128).t().contiguous().t()
+        torch._scaled_mm(hq8, w2[e].t(), scale_a=s, scale_b=sb_2b, out_dtype=torch.bfloat16)
+
+
 flop = 6.0 * E * T * H * I
 try:
     res("torch_prefill_gemms_tflops", flop / median_ms(gemms) / 1e9, "TFLOP/s")
     res("torch_prefill_ffn_tflops", flop / median_ms(ffn) / 1e9, "TFLOP/s")
 except Exception as ex:  # rowwise scaling not available
     print("torch prefill peer failed:", ex)
+try:
+    res("torch_prefill_block_gemms_tflops", flop / median_ms(gemms_block) / 1e9, "TFLOP/s")
+    res("torch_prefill_block_ffn_tflops", flop / median_ms(ffn_block) / 1e9, "TFLOP/s")
+except Exception as ex:  # blockwise scaling not available (needs cuBLAS 12.9+)
+    print("torch blockwise prefill peer failed:", ex)
 del xq, w13, w2, hq
 
 W13 = [torch.randn(2 * I, H, device=dev, dtype=torch.bfloat16) * 0.02 for _ in range(E)]

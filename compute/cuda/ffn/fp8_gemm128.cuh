@@ -237,6 +237,7 @@ __global__ void __launch_bounds__(384, 1)
                 for (int h = 0; h < 2; ++h) moep__fp8_swiglu64(sum + 64 * h, n_cta + 64 * h, q, I, am0, am1);
                 moep__quad_max2(am0, am1);
                 const float s0 = moep__e4m3_scale(am0), s1 = moep__e4m3_scale(am1);
+                const float inv0 = __frcp_rn(s0), inv1 = __frcp_rn(s1);
                 if (stage && ((I & 15) | ((uintptr_t)args.hq & 15)) == 0) {
                     /* Rows of 128 FP8 through shared memory: 16-byte row-contiguous stores. */
                     uint8_t *sw = smem + MOEP__H_EPI_AT + cw * (64 * MOEP__H_HP);
@@ -248,10 +249,10 @@ __global__ void __launch_bounds__(384, 1)
                         for (int c = 0; c < 8; ++c) {
                             const float *sh = sum + 64 * h;
                             const int cl = 64 * h + 8 * c + 2 * q;
-                            *(uint16_t *)(sw + r0 * MOEP__H_HP + cl) = (uint16_t)moep__e4m3x2(
-                                __fdiv_rn(sh[4 * c], s0), __fdiv_rn(sh[4 * c + 1], s0));
-                            *(uint16_t *)(sw + r1 * MOEP__H_HP + cl) = (uint16_t)moep__e4m3x2(
-                                __fdiv_rn(sh[4 * c + 2], s1), __fdiv_rn(sh[4 * c + 3], s1));
+                            *(uint16_t *)(sw + r0 * MOEP__H_HP + cl) =
+                                (uint16_t)moep__e4m3x2_scaled(sh[4 * c], sh[4 * c + 1], inv0);
+                            *(uint16_t *)(sw + r1 * MOEP__H_HP + cl) =
+                                (uint16_t)moep__e4m3x2_scaled(sh[4 * c + 2], sh[4 * c + 3], inv1);
                         }
                     }
                     moep__named_bar(2 + cw, 128);
@@ -271,7 +272,7 @@ __global__ void __launch_bounds__(384, 1)
                             const float *sh = sum + 64 * h;
                             const int col = n_cta + 64 * h + 8 * c + 2 * q;
                             if (col < I)
-                                moep__fp8_store_h2(args.hq, I, row0, row1, ok0, ok1, col, sh + 4 * c, s0, s1);
+                                moep__fp8_store_h2(args.hq, I, row0, row1, ok0, ok1, col, sh + 4 * c, inv0, inv1);
                         }
                     }
                 }

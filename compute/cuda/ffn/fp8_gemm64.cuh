@@ -163,10 +163,11 @@ __global__ void __launch_bounds__(384, 1)
         am0 = fmaxf(red[r0], red[64 + r0]);
         am1 = fmaxf(red[r1], red[64 + r1]);
         const float s0 = moep__e4m3_scale(am0), s1 = moep__e4m3_scale(am1);
+        const float inv0 = __frcp_rn(s0), inv1 = __frcp_rn(s1);
 #pragma unroll
         for (int c = 0; c < 8; ++c) {
             const int col = n_cta + 64 * cw + 8 * c + 2 * q;
-            if (col < I) moep__fp8_store_h2(args.hq, I, row0, row1, ok0, ok1, col, sum + 4 * c, s0, s1);
+            if (col < I) moep__fp8_store_h2(args.hq, I, row0, row1, ok0, ok1, col, sum + 4 * c, inv0, inv1);
         }
         if (cw == 0 && q == 0) {
             if (ok0) args.hs[row0 * args.nkb_out + n_cta / 128] = s0;

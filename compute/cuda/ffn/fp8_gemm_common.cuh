@@ -29,7 +29,11 @@ typedef struct moep__fp8_gemm_args {
     __nv_bfloat16 *y;       /* DOWN out [N, H] */
 } moep__fp8_gemm_args_t;
 
-__device__ __forceinline__ float moep__silu(float g) { return g / (1.0f + expf(-g)); }
+/* silu with the hardware exponential and a fast division: h is rounded to FP8 right
+ * after, far coarser than the few ulps these lose, and the IEEE forms made the gate/up
+ * epilogue (which the tensor cores wait out) about a fifth of the kernel's instructions.
+ * Where 1 + e^-g overflows (g < -87), the quotient is -0, silu's limit. */
+__device__ __forceinline__ float moep__silu(float g) { return __fdividef(g, 1.0f + __expf(-g)); }
 
 /* SwiGLU in place on one 64-channel group of a thread's gate/up sums (wgmma
  * m64 fragment: gate in v[0..31], up in v[32..63], channel col0 + 8c + 2q (+1)
@@ -71,19 +75,25 @@ __device__ __forceinline__ uint32_t moep__e4m3x2(float a, float b) {
     return (uint32_t)__nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, __NV_E4M3);
 }
 
+/* h / scale as h times the scale's reciprocal (one division per row, not per value):
+ * at most an fp32 ulp from the quotient, which moves an FP8 rounding only at a tie. */
+__device__ __forceinline__ uint32_t moep__e4m3x2_scaled(float a, float b, float inv) {
+    return moep__e4m3x2(a * inv, b * inv);
+}
+
 /* A thread's two output rows of one accumulator fragment (wgmma m64 layout:
  * rows row0 / row1, channels col and col + 1 from v[0, 1] / v[2, 3]); rows
- * past the tile (ok0 / ok1 false) are skipped. h: FP8 divided by the row's
- * 1x128 scale; y: bf16. */
+ * past the tile (ok0 / ok1 false) are skipped. h: FP8 times the reciprocal
+ * (inv0 / inv1) of the row's 1x128 scale; y: bf16. */
 __device__ __forceinline__ void moep__fp8_store_h2(uint8_t *hq, int64_t I, int64_t row0, int64_t row1,
                                                    bool ok0, bool ok1, int col, const float *v,
-                                                   float s0, float s1) {
+                                                   float inv0, float inv1) {
     if (ok0)
         *(uint16_t *)(hq + row0 * I + col) =
-            (uint16_t)moep__e4m3x2(__fdiv_rn(v[0], s0), __fdiv_rn(v[1], s0));
+            (uint16_t)moep__e4m3x2_scaled(v[0], v[1], inv0);
     if (ok1)
         *(uint16_t *)(hq + row1 * I + col) =
-            (uint16_t)moep__e4m3x2(__fdiv_rn(v[2], s1), __fdiv_rn(v[3], s1));
+            (uint16_t)moep__e4m3x2_scaled(v[2], v[3], inv1);
 }
 
 __device__ __forceinline__ void moep__fp8_store_y2(__nv_bfloat16 *y, int64_t H, int64_t row0, int64_t row1,
