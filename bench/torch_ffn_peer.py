@@ -5,8 +5,10 @@ torch._scaled_mm per expert (rowwise scales, and 1x128 / 128x128 block
 scales as moep's FP8 path uses; bf16 out), and the decode FFN with
 bf16 weights as torch.matmul per expert, timed per call (host launches
 included, median_ms) and as a CUDA-graph replay with L2 flushed (GPU time,
-median_gpu_ms). Prints "RESULT name value unit".
+median_gpu_ms). Prints "RESULT name value unit". MOEP_PEER_FP8=bench: the
+FP8 operands are gpu_ffn_bench's kind of bytes instead of N(0, 0.25).
 """
+import os
 import sys
 
 import torch
@@ -14,6 +16,8 @@ import torch.nn.functional as F
 
 dev = "cuda"
 ITERS = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+# FP8 operands: "randn" (N(0, 0.25) rounded to E4M3) or "bench" (gpu_ffn_bench's bytes)
+FP8_DATA = os.environ.get("MOEP_PEER_FP8", "randn")
 
 
 def median_ms(fn, iters=ITERS):
@@ -33,6 +37,13 @@ def median_ms(fn, iters=ITERS):
 
 
 def fp8(shape):
+    if FP8_DATA == "bench":
+        # gpu_ffn_bench's FP8 bytes (fill_u8 kind 1): random sign, exponent field 1..8,
+        # random mantissa. Under the 700 W cap the tensor cores' rate depends on how
+        # many bits toggle, so peers and moep must multiply the same kind of data.
+        r = torch.randint(0, 1 << 16, shape, device=dev, dtype=torch.int32)
+        b = (r & 0x80) | ((1 + (r >> 8) % 8) << 3) | ((r >> 4) & 7)
+        return b.to(torch.uint8).view(torch.float8_e4m3fn)
     return (torch.randn(shape, device=dev) * 0.5).to(torch.float8_e4m3fn)
 
 
