@@ -14,7 +14,8 @@
  * GPU time (L2 flushed before each call, no host latency inside the timed
  * span: median_gpu_ms), what the torch peer's CUDA-graph replay is timed as.
  * MOEP_BENCH_FMT=mxfp4|nvfp4|fp8_e4m3 and MOEP_BENCH_T=1|16|64 keep one decode
- * format / token count (short runs under a profiler).
+ * format / token count (short runs under a profiler). MOEP_BENCH_ZERO_FP8=1:
+ * every FP8 operand is zero (a power probe, see rand_u8).
  */
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -74,6 +75,9 @@ static uint32_t seed_ctr = 1;
 static void *rand_u8(size_t n, int kind) {
     uint8_t *p = (uint8_t *)dalloc(n);
     fill_u8<<<1024, 256>>>(p, n, seed_ctr++, kind);
+    /* MOEP_BENCH_ZERO_FP8=1: FP8 operands all zero (a power probe: the prefill
+     * runs at the board's power cap, and zeros toggle no multiplier bits) */
+    if (kind == 1 && getenv("MOEP_BENCH_ZERO_FP8")) CK(cudaMemset(p, 0, n));
     return p;
 }
 static float *rand_f32(size_t n, float lo, float hi) {
