@@ -105,64 +105,53 @@ xq = [fp8((T, H)) for _ in range(E)]
 w13 = [fp8((2 * I, H)) for _ in range(E)]
 w2 = [fp8((H, I)) for _ in range(E)]
 hq = [fp8((T, I)) for _ in range(E)]
-sa_x = torch.rand(T, 1, device=dev) + 0.5
-sb_13 = torch.rand(1, 2 * I, device=dev) + 0.5
-sa_h = torch.rand(T, 1, device=dev) + 0.5
-sb_2 = torch.rand(1, H, device=dev) + 0.5
 
 
-def gemms():
-    for e in range(E):
-        torch._scaled_mm(xq[e], w13[e].t(), scale_a=sa_x, scale_b=sb_13, out_dtype=torch.bfloat16)
-        torch._scaled_mm(hq[e], w2[e].t(), scale_a=sa_h, scale_b=sb_2, out_dtype=torch.bfloat16)
-
-
-def ffn():
-    for e in range(E):
-        gu = torch._scaled_mm(xq[e], w13[e].t(), scale_a=sa_x, scale_b=sb_13, out_dtype=torch.bfloat16)
-        h = F.silu(gu[:, :I]) * gu[:, I:]
-        s = h.abs().amax(dim=1, keepdim=True).float().clamp(min=1e-12) / 448.0
-        hq8 = (h / s).to(torch.float8_e4m3fn)
-        torch._scaled_mm(hq8, w2[e].t(), scale_a=s, scale_b=sb_2, out_dtype=torch.bfloat16)
-
-
-# The same scaling as moep's FP8 path: activations 1x128 (outer-dim-major, as
-# cuBLAS wants them), weights 128x128 (scale_b.t() is the [N/128, K/128] grid).
+# Rowwise scales (cuBLAS's fastest FP8 path), and the same scaling as moep's FP8
+# path: activations 1x128 (outer-dim-major, as cuBLAS wants them), weights
+# 128x128 (scale_b.t() is the [N/128, K/128] grid). h_block: h's quantization block.
 def outer_major(rows, cols):
     return (torch.rand(cols, rows, device=dev) + 0.5).t()
 
 
-sa_xb = outer_major(T, H // 128)
-sb_13b = (torch.rand(2 * I // 128, H // 128, device=dev) + 0.5).t()
-sa_hb = outer_major(T, I // 128)
-sb_2b = (torch.rand(H // 128, I // 128, device=dev) + 0.5).t()
+ROWWISE = dict(x=torch.rand(T, 1, device=dev) + 0.5, w13=torch.rand(1, 2 * I, device=dev) + 0.5,
+               h=torch.rand(T, 1, device=dev) + 0.5, w2=torch.rand(1, H, device=dev) + 0.5, h_block=I)
+BLOCK = dict(x=outer_major(T, H // 128), w13=(torch.rand(2 * I // 128, H // 128, device=dev) + 0.5).t(),
+             h=outer_major(T, I // 128), w2=(torch.rand(H // 128, I // 128, device=dev) + 0.5).t(), h_block=128)
 
 
-def gemms_block():
+def gemms(sc):
     for e in range(E):
-        torch._scaled_mm(xq[e], w13[e].t(), scale_a=sa_xb, scale_b=sb_13b, out_dtype=torch.bfloat16)
-        torch._scaled_mm(hq[e], w2[e].t(), scale_a=sa_hb, scale_b=sb_2b, out_dtype=torch.bfloat16)
+        torch._scaled_mm(xq[e], w13[e].t(), scale_a=sc["x"], scale_b=sc["w13"], out_dtype=torch.bfloat16)
+        torch._scaled_mm(hq[e], w2[e].t(), scale_a=sc["h"], scale_b=sc["w2"], out_dtype=torch.bfloat16)
 
 
-def ffn_block():
+def quant_h(h, block):
+    """h [T, I] -> FP8 and f32 scales (amax / 448) per row per block channels,
+    the scales in the layout _scaled_mm wants for that scaling."""
+    hb = h.view(T, I // block, block)
+    s = hb.abs().amax(dim=2, keepdim=True).float().clamp(min=1e-12) / 448.0
+    q = (hb / s).to(torch.float8_e4m3fn).view(T, I)
+    s = s.view(T, I // block)
+    return q, (s if block == I else s.t().contiguous().t())
+
+
+def ffn(sc):
     for e in range(E):
-        gu = torch._scaled_mm(xq[e], w13[e].t(), scale_a=sa_xb, scale_b=sb_13b, out_dtype=torch.bfloat16)
-        h = (F.silu(gu[:, :I]) * gu[:, I:]).view(T, I // 128, 128)
-        s = h.abs().amax(dim=2, keepdim=True).float().clamp(min=1e-12) / 448.0
-        hq8 = (h / s).to(torch.float8_e4m3fn).view(T, I)
-        s = s.view(T, I // 128).t().contiguous().t()
-        torch._scaled_mm(hq8, w2[e].t(), scale_a=s, scale_b=sb_2b, out_dtype=torch.bfloat16)
+        gu = torch._scaled_mm(xq[e], w13[e].t(), scale_a=sc["x"], scale_b=sc["w13"], out_dtype=torch.bfloat16)
+        q, s = quant_h(F.silu(gu[:, :I]) * gu[:, I:], sc["h_block"])
+        torch._scaled_mm(q, w2[e].t(), scale_a=s, scale_b=sc["w2"], out_dtype=torch.bfloat16)
 
 
 flop = 6.0 * E * T * H * I
 try:
-    res("torch_prefill_gemms_tflops", flop / median_ms(gemms) / 1e9, "TFLOP/s")
-    res("torch_prefill_ffn_tflops", flop / median_ms(ffn) / 1e9, "TFLOP/s")
+    res("torch_prefill_gemms_tflops", flop / median_ms(lambda: gemms(ROWWISE)) / 1e9, "TFLOP/s")
+    res("torch_prefill_ffn_tflops", flop / median_ms(lambda: ffn(ROWWISE)) / 1e9, "TFLOP/s")
 except Exception as ex:  # rowwise scaling not available
     print("torch prefill peer failed:", ex)
 try:
-    res("torch_prefill_block_gemms_tflops", flop / median_ms(gemms_block) / 1e9, "TFLOP/s")
-    res("torch_prefill_block_ffn_tflops", flop / median_ms(ffn_block) / 1e9, "TFLOP/s")
+    res("torch_prefill_block_gemms_tflops", flop / median_ms(lambda: gemms(BLOCK)) / 1e9, "TFLOP/s")
+    res("torch_prefill_block_ffn_tflops", flop / median_ms(lambda: ffn(BLOCK)) / 1e9, "TFLOP/s")
 except Exception as ex:  # blockwise scaling not available (needs cuBLAS 12.9+)
     print("torch blockwise prefill peer failed:", ex)
 del xq, w13, w2, hq
