@@ -139,7 +139,7 @@ static moep_status_t run_graph_twice(const gpu_ffn_case_t *c, const moep_expert_
     if (st == MOEP_OK && cudaGraphInstantiate(&ge, g, 0) != cudaSuccess) st = MOEP_ERR_INTERNAL;
     /* x goes in on s itself: a cudaMemcpy from pageable memory may return before its
      * DMA lands, and s (non-blocking) would not wait for it (a replay then read part
-     * of the other x: seen once on an H200) */
+     * of the other x: 4 of 6 runs failed on an H200) */
     for (int replay = 0; replay < 2 && st == MOEP_OK; ++replay)
         if (cudaMemcpyAsync(tx->data, replay == 0 ? flipped : xb, count * 2, cudaMemcpyHostToDevice, s) !=
                 cudaSuccess ||
